@@ -1,0 +1,1 @@
+"""golfprof.ablations"""

@@ -1,0 +1,301 @@
+"""One rank of one training run: data, trainer, profiler window, timers, run directory.
+
+Rank 0 owns the shared files (config, environment, summary); every rank writes its own phase
+table, step metrics and trace. The summary is written last, so its presence means "complete".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from golfprof.model.config import ConfigError, RunConfig
+from golfprof.model.data import DistributedLoader, build_byte_luts, load_validation, target_byte_count
+from golfprof.model.synthetic import write_synthetic_dataset
+from golfprof.model.train import DistInfo, Trainer
+from golfprof.profiler import phases
+from golfprof.profiler.kineto import Window, make_profiler
+from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
+from golfprof.profiler.rundir import environment, new_run_dir, write_json, write_parquet
+
+MAX_SYNTHETIC_TOKENS = 32 * 2**20
+
+
+@dataclass
+class RunSpec:
+    """Everything a rank needs; serialised to JSON for spawned workers."""
+
+    config: dict[str, Any]
+    runs_dir: str = "runs"
+    run_dir: str | None = None
+    data_dir: str = "data"
+    train_data: str | None = None
+    val_data: str | None = None
+    sp_model: str | None = None
+    device: str = "auto"
+    warmup_steps: int | None = None
+    profile: str = "auto"
+    record_shapes: bool = False
+    with_stack: bool = False
+    profile_memory: bool = False
+    marks: bool = True
+    timers: bool = True
+    evaluate: bool = True
+    quiet: bool = False
+    command: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run(self) -> RunConfig:
+        return RunConfig.from_dict(self.config)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA GPU is visible")
+        return torch.device("cuda", local_rank)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"--device {name!r}: valid: auto, cpu, cuda")
+
+
+def default_warmup(run: RunConfig, device: torch.device) -> int:
+    return 3 if run.toggles.compile_enabled(device.type) else 1
+
+
+def profile_window(spec: RunSpec, warmup: int, steps: int) -> Window | None:
+    """Default: three active steps right after the warm-up (compilation settled), if they fit."""
+    if spec.profile == "auto":
+        if steps < 2:
+            return None
+        active = min(3, steps - 1)
+        wait = max(0, min(warmup, steps - active - 1))
+        return Window(wait=wait, warmup=1, active=active)
+    window = Window.parse(spec.profile)
+    if window is not None and window.end > steps:
+        raise ConfigError(f"--profile-steps {spec.profile} needs {window.end} steps; the run has {steps}")
+    return window
+
+
+def ensure_data(spec: RunSpec, run: RunConfig, rank: int) -> tuple[str, str | None]:
+    """The user's shards, or synthetic ones written once by rank 0 (others wait at a barrier)."""
+    if spec.train_data:
+        return spec.train_data, spec.val_data
+    tps = run.train.tokens_per_step
+    train_tokens = min(MAX_SYNTHETIC_TOKENS, max(4, run.train.steps) * tps + 1)
+    out = Path(spec.data_dir) / f"synthetic-v{run.model.vocab_size}-s{run.train.seed}-n{train_tokens}"
+    val_tokens = max(run.train.val_tokens, run.train.seq_len + 1)
+    paths: dict[str, Any] = {}
+    if rank == 0:
+        paths = write_synthetic_dataset(out, run.model.vocab_size, train_tokens, val_tokens, seed=run.train.seed)
+    if dist.is_initialized():
+        dist.barrier()
+    if rank != 0:
+        paths = write_synthetic_dataset(out, run.model.vocab_size, train_tokens, val_tokens, seed=run.train.seed)
+    return paths["train"], paths["val"]
+
+
+def shared_run_dir(spec: RunSpec, run: RunConfig, info: DistInfo) -> Path:
+    """Rank 0 creates the folder (never reusing one); the others learn its name."""
+    name = [spec.run_dir]
+    if info.rank == 0 and name[0] is None:
+        name[0] = str(new_run_dir(Path(spec.runs_dir), run.variant))
+    if dist.is_initialized():
+        dist.broadcast_object_list(name, src=0)
+    path = Path(name[0])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def rank_summary(steps: pd.DataFrame, phase_rows: pd.DataFrame, warmup: int) -> dict[str, Any]:
+    """Medians over the timed (post-warm-up) steps of one rank."""
+    timed = steps[steps.step >= warmup]
+    per_phase: dict[str, float] = {}
+    if len(phase_rows):
+        t = phase_rows[phase_rows.step >= warmup]
+        per_step = t.groupby(["phase", "step"]).ms.sum().groupby("phase").median()
+        per_phase = {k: float(v) for k, v in per_step.items()}
+    fwd_bwd = None
+    if len(phase_rows):
+        t = phase_rows[(phase_rows.step >= warmup) & phase_rows.phase.isin([phases.FORWARD, phases.BACKWARD])]
+        fwd_bwd = _median(t.groupby("step").ms.sum().tolist())
+    return {
+        "ms_per_step": _median(timed.ms.tolist()),
+        "optimizer_ms": per_phase.get(phases.OPTIMIZER),
+        "forward_backward_ms": fwd_bwd,
+        "phase_ms": per_phase,
+        "final_loss": float(steps.loss.iloc[-1]) if len(steps) else None,
+    }
+
+
+class Progress:
+    """A rich progress bar with live ms/step and loss on rank 0; nothing elsewhere or when quiet."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+            self.bar = RichProgress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+            self.task = self.bar.add_task("train", total=total, info="")
+            self.bar.start()
+
+    def update(self, step: int, loss: float, ms: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step + 1, info=f"loss {loss:.4f}  {ms:.1f} ms/step")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _evaluate(trainer: Trainer, spec: RunSpec, val_pattern: str | None) -> dict[str, float]:
+    if not spec.evaluate or not val_pattern:
+        return {}
+    run = trainer.run
+    val = load_validation(val_pattern, run.train.seq_len, run.train.val_tokens)
+    out = trainer.evaluate(val)
+    if spec.sp_model:
+        luts = build_byte_luts(spec.sp_model, run.model.vocab_size)
+        n_bytes = target_byte_count(val[:-1], val[1:], luts)
+        n_tok = val.numel() - 1
+        out["val_bpb"] = out["val_loss"] / math.log(2) * n_tok / n_bytes
+    return out
+
+
+def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float], None] | None = None) -> dict[str, Any]:
+    """Train, profile and record one run on this rank; returns the run summary (rank 0's view)."""
+    run = spec.run
+    run.validate(info.world_size)
+    device = resolve_device(spec.device, info.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    steps = run.train.steps
+    warmup = spec.warmup_steps if spec.warmup_steps is not None else default_warmup(run, device)
+    if not 0 <= warmup < steps:
+        raise ConfigError(f"--warmup-steps {warmup} must be below --steps {steps}")
+    window = profile_window(spec, warmup, steps)
+    run_dir = shared_run_dir(spec, run, info)
+    env = environment(info.world_size, info.backend)
+    if info.rank == 0:
+        write_json(run_dir / "config.json", {**run.to_dict(), "spec": dataclasses.asdict(spec),
+                                             "warmup_steps": warmup,
+                                             "profile_window": dataclasses.asdict(window) if window else None})
+        write_json(run_dir / "env.json", env)
+    train_pattern, val_pattern = ensure_data(spec, run, info.rank)
+
+    clock = PhaseClock(device) if spec.timers else NULL_CLOCK
+    trainer = Trainer(run, device, info, Marker(clock, marks=spec.marks))
+    loader = DistributedLoader(train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
+                               trainer.grad_accum, info.world_size, info.rank,
+                               pin_memory=device.type == "cuda")
+    prof = None
+    if window is not None:
+        meta = {"variant": run.variant, "rank": info.rank, "world_size": info.world_size,
+                "config": run.to_dict(), "window": dataclasses.asdict(window)}
+        prof = make_profiler(window, run_dir, info.rank, meta, cuda=device.type == "cuda",
+                             shapes=spec.record_shapes, stacks=spec.with_stack, memory=spec.profile_memory)
+        prof.start()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    progress = Progress(steps, enabled=info.rank == 0 and not spec.quiet)
+    step_rows: list[dict[str, Any]] = []
+    phase_rows: list[dict[str, Any]] = []
+    t_start = time.perf_counter()
+    try:
+        for step in range(steps):
+            t0 = time.perf_counter()
+            loss_t = trainer.step(step, loader)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            ms = (time.perf_counter() - t0) * 1e3
+            for name, pms in clock.collect():
+                phase_rows.append({"step": step, "rank": info.rank, "phase": name, "ms": pms})
+            loss = float(loss_t)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at step {step}")
+            h = trainer.hyper(step)
+            step_rows.append({"step": step, "rank": info.rank, "loss": loss, "ms": ms,
+                              "lr_mult": h.lr_mult, "momentum": h.momentum})
+            if prof is not None:
+                prof.step()
+            progress.update(step, loss, ms)
+            if on_step is not None:
+                on_step(step, loss, ms)
+    finally:
+        progress.close()
+        if prof is not None:
+            prof.stop()
+    wall_s = time.perf_counter() - t_start
+
+    steps_df = pd.DataFrame(step_rows)
+    phases_df = pd.DataFrame(phase_rows, columns=["step", "rank", "phase", "ms"])
+    write_parquet(run_dir / "steps" / f"rank{info.rank}.parquet", steps_df)
+    write_parquet(run_dir / "phases" / f"rank{info.rank}.parquet", phases_df)
+    evaluation = _evaluate(trainer, spec, val_pattern)
+
+    mine = rank_summary(steps_df, phases_df, warmup)
+    mine.update(rank=info.rank, peak_memory_mb=peak_memory_mb(device), wall_s=wall_s)
+    gathered = [mine]
+    if dist.is_initialized():
+        gathered = [None] * info.world_size
+        dist.all_gather_object(gathered, mine)
+    summary = build_summary(run, env, gathered, evaluation, warmup, spec)
+    if info.rank == 0:
+        write_json(run_dir / "summary.json", summary)
+    summary["run_dir"] = str(run_dir)
+    return summary
+
+
+def build_summary(run: RunConfig, env: dict[str, Any], ranks: list[dict[str, Any]],
+                  evaluation: dict[str, float], warmup: int, spec: RunSpec) -> dict[str, Any]:
+    """Rank 0's figures are the headline (collectives keep ranks in step); all ranks are kept."""
+    head = ranks[0]
+    ms = head["ms_per_step"]
+    tokens_per_s = run.train.tokens_per_step / (ms / 1e3) if ms else None
+    return {
+        "variant": run.variant,
+        "preset": run.preset,
+        "device": env["device"],
+        "torch": env["torch"],
+        "world_size": env["world_size"],
+        "command": spec.command,
+        "steps": run.train.steps,
+        "warmup_steps": warmup,
+        "tokens_per_step": run.train.tokens_per_step,
+        "ms_per_step": ms,
+        "optimizer_ms": head["optimizer_ms"],
+        "forward_backward_ms": head["forward_backward_ms"],
+        "tokens_per_s": tokens_per_s,
+        "peak_memory_mb": max(r["peak_memory_mb"] for r in ranks),
+        "final_loss": head["final_loss"],
+        **evaluation,
+        "phase_ms": head["phase_ms"],
+        "toggles": dataclasses.asdict(run.toggles),
+        "ranks": ranks,
+    }

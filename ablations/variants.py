@@ -1,0 +1,69 @@
+"""Named variants: each is a set of systems toggles on top of the record's baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from golfprof.model.config import BF16_PARTS, ConfigError, Toggles, replace
+
+BASELINE = "explicit_banks"
+
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "explicit_banks": ("the record: 4 banks, Parallel Muon (reduce-scatter / NS5 / all-gather), "
+                       "bf16 casts, compiled", {}),
+    "ddp_banks": ("DDP over the whole model incl. banks; every rank runs Muon on every bank",
+                  {"comm": "ddp"}),
+    "explicit_unbanked": ("66 separate matrices; the explicit schedule stacks them per bank "
+                          "(the records' 'non-surgery' batching)", {"layout": "unbanked"}),
+    "ddp_unbanked": ("66 separate matrices under DDP; Muon orthogonalizes one matrix at a time",
+                     {"layout": "unbanked", "comm": "ddp"}),
+    "polar_express": ("Polar Express per-step coefficients instead of the NS5 quintic",
+                      {"ortho": "polar_express"}),
+    "no_bf16_casts": ("everything fp32: embeddings, linear weights (no autocast), momentum, rotary",
+                      {"bf16": ()}),
+    "small_first": ("reduce-scatter the smallest bank first (the speedrun's finding)",
+                    {"rs_order": "small_first"}),
+    "bucketed_replicated": ("one flat all-reduce per dtype for the replicated params instead of one per tensor",
+                            {"replicated": "bucketed"}),
+    "eager": ("no torch.compile", {"compile": "off"}),
+}
+
+
+def variant_names() -> list[str]:
+    return list(VARIANTS)
+
+
+def check_variant(name: str) -> None:
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown variant {name!r}; valid: {', '.join(VARIANTS)}")
+
+
+def parse_bf16(text: str) -> tuple[str, ...]:
+    """'all', 'none', or a comma list of embeddings,weights,momentum,rotary."""
+    t = text.strip().lower()
+    if t == "all":
+        return BF16_PARTS
+    if t in ("none", ""):
+        return ()
+    parts = tuple(p.strip() for p in t.split(",") if p.strip())
+    bad = [p for p in parts if p not in BF16_PARTS]
+    if bad:
+        raise ConfigError(f"--bf16 part(s) {', '.join(bad)} not valid; use all, none or a list of: {', '.join(BF16_PARTS)}")
+    return parts
+
+
+def resolve(name: str, overrides: dict[str, Any] | None = None) -> Toggles:
+    """The variant's toggles, then command-line overrides (None values are ignored)."""
+    check_variant(name)
+    toggles = replace(Toggles(), **VARIANTS[name][1])
+    extra = {k: v for k, v in (overrides or {}).items() if v is not None}
+    toggles = replace(toggles, **extra)
+    toggles.validate()
+    return toggles
+
+
+def describe(name: str) -> dict[str, Any]:
+    """What the variant changes relative to the baseline, for `golfprof variants`."""
+    check_variant(name)
+    text, changes = VARIANTS[name]
+    return {"variant": name, "changes": changes or "(baseline)", "description": text}

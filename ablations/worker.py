@@ -1,0 +1,29 @@
+"""Entry point of each spawned rank: `python -m golfprof.ablations.worker SPEC.json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+
+from golfprof.model.train import DistInfo
+
+from .launch import launched_env, run_joined
+from .run import RunSpec
+
+
+def main(argv: list[str]) -> int:
+    spec = RunSpec(**json.loads(open(argv[1]).read()))
+    info = launched_env() or DistInfo()
+    rank = info.rank
+    try:
+        run_joined(spec, info)
+    except Exception as e:  # one line for the launcher; the full traceback stays in the rank's log
+        traceback.print_exc()
+        print(f"golfprof-error: rank {rank}: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,209 @@
+"""The `golfprof` command line."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from golfprof.ablations import variants as V
+from golfprof.ablations.launch import check_nproc, export_slurm_env, launched_env, run_joined, spawn
+from golfprof.ablations.run import RunSpec
+from golfprof.model.data import shard_paths
+from golfprof.model.config import (
+    CLIP_SCOPES, COMPILE_MODES, COMMS, LAYOUTS, ORTHOS, REPLICATED_MODES, RS_ORDERS, ConfigError,
+    RunConfig, preset as load_preset, replace,
+)
+#TMP from golfprof.traces.command import analyze
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Profile and ablate banked-Muon speedrun trainers.")
+#TMP app.command("analyze")(analyze)
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(msg: str, code: int = 2) -> typer.Exit:
+    err.print(f"error: {msg}", markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+def _choice(name: str, value: Optional[str], valid: tuple[str, ...]) -> Optional[str]:
+    if value is not None and value not in valid:
+        raise ConfigError(f"--{name} {value!r}: valid: {', '.join(valid)}")
+    return value
+
+
+Preset = Annotated[str, typer.Option(help="Model/batch preset: full or tiny.")]
+Steps = Annotated[Optional[int], typer.Option(help="Optimizer steps (default: the preset's).")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Layout = Annotated[Optional[str], typer.Option(help=f"Weight layout: {', '.join(LAYOUTS)}.")]
+Comm = Annotated[Optional[str], typer.Option(help=f"Distributed schedule: {', '.join(COMMS)}.")]
+Ortho = Annotated[Optional[str], typer.Option(help=f"Orthogonalizer: {', '.join(ORTHOS)}.")]
+Bf16 = Annotated[Optional[str], typer.Option(help="bf16 parts: all, none, or a list of embeddings,weights,momentum,rotary.")]
+Compile = Annotated[Optional[str], typer.Option("--compile", help=f"torch.compile: {', '.join(COMPILE_MODES)} (auto = on for GPUs).")]
+RsOrder = Annotated[Optional[str], typer.Option(help=f"Reduce-scatter order: {', '.join(RS_ORDERS)}.")]
+Replicated = Annotated[Optional[str], typer.Option(help=f"Replicated all-reduce: {', '.join(REPLICATED_MODES)}.")]
+ClipScope = Annotated[Optional[str], typer.Option(help=f"Grad clip on: {', '.join(CLIP_SCOPES)} grads (explicit schedule).")]
+TokensPerStep = Annotated[Optional[int], typer.Option(help="Global tokens per optimizer step.")]
+MicroBatch = Annotated[Optional[int], typer.Option(help="Sequences per micro-batch per rank.")]
+SeqLen = Annotated[Optional[int], typer.Option(help="Sequence length.")]
+Seed = Annotated[Optional[int], typer.Option(help="Seed for weights and synthetic data.")]
+Data = Annotated[Optional[str], typer.Option(help="Train shards (folder or glob); default: synthetic shards.")]
+ValData = Annotated[Optional[str], typer.Option(help="Validation shards (folder or glob).")]
+SpModel = Annotated[Optional[str], typer.Option(help="SentencePiece model for val_bpb.")]
+RunsDir = Annotated[Path, typer.Option(help="Base folder of run directories.")]
+DataDir = Annotated[Path, typer.Option(help="Where synthetic shards are cached.")]
+Warmup = Annotated[Optional[int], typer.Option(help="Leading steps left out of the medians (default 3 compiled, 1 eager).")]
+ProfileSteps = Annotated[str, typer.Option(help="Profiler window WAIT,WARMUP,ACTIVE, 'auto' or 'off'.")]
+Shapes = Annotated[bool, typer.Option(help="Record op input shapes in the trace.")]
+Stacks = Annotated[bool, typer.Option(help="Record Python stacks in the trace.")]
+Memory = Annotated[bool, typer.Option(help="Record memory events in the trace.")]
+Marks = Annotated[bool, typer.Option(help="NVTX/record_function phase marks (off: overhead baseline).")]
+Timers = Annotated[bool, typer.Option(help="Always-on phase timers.")]
+Quiet = Annotated[bool, typer.Option(help="No progress bar.")]
+PlantedDelay = Annotated[float, typer.Option(hidden=True, help="Test only: sleep this long in the optimizer phase.")]
+
+
+def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, layout, comm, ortho, bf16,
+               compile, rs_order, replicated, clip_scope, tokens_per_step, micro_batch_seqs, seq_len, seed,
+               data, val_data, sp_model, runs_dir: Path, data_dir: Path, warmup_steps, profile_steps: str,
+               record_shapes: bool, with_stack: bool, profile_memory: bool, marks: bool, timers: bool,
+               quiet: bool, optimizer_delay_ms: float) -> RunSpec:
+    """Command-line options -> a validated RunSpec (variant first, then explicit overrides)."""
+    model_cfg, train_cfg = load_preset(preset)
+    toggles = V.resolve(variant, {
+        "layout": _choice("layout", layout, LAYOUTS), "comm": _choice("comm", comm, COMMS),
+        "ortho": _choice("ortho", ortho, ORTHOS), "bf16": V.parse_bf16(bf16) if bf16 is not None else None,
+        "compile": _choice("compile", compile, COMPILE_MODES), "rs_order": _choice("rs-order", rs_order, RS_ORDERS),
+        "replicated": _choice("replicated", replicated, REPLICATED_MODES),
+        "clip_scope": _choice("clip-scope", clip_scope, CLIP_SCOPES),
+        "optimizer_delay_ms": optimizer_delay_ms or None,
+    })
+    train_over = {"steps": steps, "tokens_per_step": tokens_per_step, "micro_batch_seqs": micro_batch_seqs,
+                  "seq_len": seq_len, "seed": seed}
+    train_cfg = replace(train_cfg, **{k: v for k, v in train_over.items() if v is not None})
+    if train_cfg.steps < 1:
+        raise ConfigError("--steps must be >= 1")
+    run = RunConfig(preset, model_cfg, train_cfg, toggles, variant)
+    for pattern in (data, val_data):
+        if pattern is not None:
+            shard_paths(pattern)  # fail before any process starts
+    if sp_model is not None and not Path(sp_model).is_file():
+        raise ConfigError(f"--sp-model {sp_model}: no such file")
+    return RunSpec(config=run.to_dict(), runs_dir=str(runs_dir), data_dir=str(data_dir), train_data=data,
+                   val_data=val_data if data else None, sp_model=sp_model, device=device,
+                   warmup_steps=warmup_steps, profile=profile_steps, record_shapes=record_shapes,
+                   with_stack=with_stack, profile_memory=profile_memory, marks=marks, timers=timers,
+                   quiet=quiet, command=shlex.join(["golfprof", *sys.argv[1:]]))
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    t = Table(title=f"{s['variant']} · {s['preset']} · world {s['world_size']} · {s['device']}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    fmt = {"ms_per_step": "{:.2f}", "optimizer_ms": "{:.3f}", "forward_backward_ms": "{:.2f}",
+           "tokens_per_s": "{:,.0f}", "peak_memory_mb": "{:,.0f}", "final_loss": "{:.4f}",
+           "val_loss": "{:.4f}", "val_bits_per_token": "{:.4f}", "val_bpb": "{:.4f}"}
+    for k, f in fmt.items():
+        if s.get(k) is not None:
+            t.add_row(k, f.format(s[k]))
+    console.print(t)
+    console.print(f"run directory: {s['run_dir']}", highlight=False)
+
+
+def _run(spec: RunSpec, nproc: int) -> int:
+    """Join an existing launch, run in-process, or spawn torchrun; returns an exit code."""
+    export_slurm_env()
+    info = launched_env()
+    if info is not None:
+        summary = run_joined(spec, info)
+        if info.rank == 0:
+            print_summary(summary)
+        return 0
+    check_nproc(nproc, spec.device)
+    if nproc == 1:
+        from golfprof.model.train import DistInfo
+        print_summary(run_joined(spec, DistInfo()))
+        return 0
+    from golfprof.profiler.rundir import new_run_dir
+    spec.run_dir = str(new_run_dir(Path(spec.runs_dir), spec.run.variant))
+    code = spawn(spec, nproc)
+    summary_path = Path(spec.run_dir) / "summary.json"
+    if code == 0 and summary_path.exists():
+        import json
+        print_summary({**json.loads(summary_path.read_text()), "run_dir": spec.run_dir})
+    return code
+
+
+@app.command()
+def train(
+    preset: Preset = "tiny", steps: Steps = None, variant: Annotated[str, typer.Option(help="Named variant (see `golfprof variants`).")] = V.BASELINE,
+    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None, bf16: Bf16 = None,
+    compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
+    tokens_per_step: TokensPerStep = None, micro_batch_seqs: MicroBatch = None, seq_len: SeqLen = None, seed: Seed = None,
+    data: Data = None, val_data: ValData = None, sp_model: SpModel = None, runs_dir: RunsDir = Path("runs"),
+    data_dir: DataDir = Path("data"), warmup_steps: Warmup = None, profile_steps: ProfileSteps = "auto",
+    record_shapes: Shapes = False, with_stack: Stacks = False, profile_memory: Memory = False, marks: Marks = True,
+    timers: Timers = True, quiet: Quiet = False, optimizer_delay_ms: PlantedDelay = 0.0,
+) -> None:
+    """Train one run in this process (or as one rank under torchrun/srun) and record it."""
+    opts = dict(locals())
+    try:
+        code = _run(build_spec(**opts), nproc=1)
+    except ConfigError as e:
+        raise fail(str(e))
+    raise typer.Exit(code)
+
+
+@app.command()
+def ablate(
+    variant: Annotated[list[str], typer.Option(help="Variant(s) to run; repeat the option for several.")] = [V.BASELINE],  # noqa: B006
+    nproc: Annotated[int, typer.Option(help="Processes (one per GPU with CUDA; gloo on the CPU).")] = 1,
+    preset: Preset = "tiny", steps: Steps = None,
+    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None, bf16: Bf16 = None,
+    compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
+    tokens_per_step: TokensPerStep = None, micro_batch_seqs: MicroBatch = None, seq_len: SeqLen = None, seed: Seed = None,
+    data: Data = None, val_data: ValData = None, sp_model: SpModel = None, runs_dir: RunsDir = Path("runs"),
+    data_dir: DataDir = Path("data"), warmup_steps: Warmup = None, profile_steps: ProfileSteps = "auto",
+    record_shapes: Shapes = False, with_stack: Stacks = False, profile_memory: Memory = False, marks: Marks = True,
+    timers: Timers = True, quiet: Quiet = False, optimizer_delay_ms: PlantedDelay = 0.0,
+) -> None:
+    """Run variant(s) across NPROC processes, each into its own run directory."""
+    opts = dict(locals())
+    names, n = opts.pop("variant"), opts.pop("nproc")
+    try:
+        specs = [build_spec(variant=name, **opts) for name in names]
+        for spec in specs:
+            spec.run.validate(n)
+        check_nproc(n, device)
+        codes = [_run(spec, n) for spec in specs]
+    except ConfigError as e:
+        raise fail(str(e))
+    raise typer.Exit(max(codes))
+
+
+@app.command("variants")
+def list_variants() -> None:
+    """The named variants and what each changes relative to the baseline."""
+    t = Table(title=f"golfprof variants (baseline: {V.BASELINE})")
+    for col in ("variant", "changes", "description"):
+        t.add_column(col)
+    for name in V.variant_names():
+        d = V.describe(name)
+        changes = d["changes"] if isinstance(d["changes"], str) else ", ".join(f"{k}={v}" for k, v in d["changes"].items())
+        t.add_row(name, changes, d["description"])
+    console.print(t)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

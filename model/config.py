@@ -1,0 +1,263 @@
+"""Model, training and systems-toggle configuration, with the `full` and `tiny` presets.
+
+Every dimension is a field so that the `tiny` preset keeps the exact structure of the record
+while running on a CPU in well under a second per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+LAYOUTS = ("banked", "unbanked")
+COMMS = ("explicit", "ddp")
+ORTHOS = ("ns5", "polar_express")
+BF16_PARTS = ("embeddings", "weights", "momentum", "rotary")
+COMPILE_MODES = ("auto", "on", "off")
+RS_ORDERS = ("biggest_first", "small_first")
+REPLICATED_MODES = ("per_tensor", "bucketed")
+CLIP_SCOPES = ("local", "global")
+MLP_ACTS = ("leaky_relu2", "relu2")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake; the CLI prints it as one line."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 1024
+    num_layers: int = 11
+    model_dim: int = 512
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    mlp_mult: int = 3
+    mlp_act: str = "leaky_relu2"
+    leaky_slope: float = 0.5
+    rope_dims: int = 16
+    rope_base: float = 10000.0
+    # The record builds its rotary table for 1024 tokens, so at 2048 the NTK rescale is active.
+    rope_train_seq_len: int = 1024
+    xsa_last_n: int = 4
+    bigram_buckets: int = 2048
+    bigram_dim: int = 128
+    ve_dim: int = 128
+    ve_layers: tuple[int, ...] = (9, 10)
+    logit_softcap: float = 30.0
+    qk_gain_init: float = 1.5
+    tok_emb_std: float = 0.005
+
+    @property
+    def head_dim(self) -> int:
+        return self.model_dim // self.num_heads
+
+    @property
+    def kv_dim(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def mlp_dim(self) -> int:
+        return self.mlp_mult * self.model_dim
+
+    @property
+    def num_encoder_layers(self) -> int:
+        return self.num_layers // 2
+
+    @property
+    def num_skip_weights(self) -> int:
+        return min(self.num_encoder_layers, self.num_layers - self.num_encoder_layers)
+
+    def bank_shapes(self) -> dict[str, tuple[int, int, int]]:
+        """The four parameter banks, in declaration order."""
+        L, d = self.num_layers, self.model_dim
+        return {
+            "qo_bank": (2 * L, d, d),
+            "kv_bank": (2 * L, self.kv_dim, d),
+            "mlp_up_bank": (L, self.mlp_dim, d),
+            "mlp_down_bank": (L, d, self.mlp_dim),
+        }
+
+    def validate(self) -> None:
+        if self.model_dim % self.num_heads:
+            raise ConfigError(f"model_dim {self.model_dim} is not divisible by num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+        if self.rope_dims % 2 or self.rope_dims > self.head_dim:
+            raise ConfigError(f"rope_dims {self.rope_dims} must be even and at most head_dim {self.head_dim}")
+        if self.mlp_act not in MLP_ACTS:
+            raise ConfigError(f"mlp_act {self.mlp_act!r} is not one of {', '.join(MLP_ACTS)}")
+        bad = [i for i in self.ve_layers if not 0 <= i < self.num_layers]
+        if bad:
+            raise ConfigError(f"ve_layers {bad} are outside 0..{self.num_layers - 1}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seq_len: int = 2048
+    tokens_per_step: int = 786_432
+    micro_batch_seqs: int = 48
+    steps: int = 50
+    warmup_steps: int = 0  # untimed compile warm-up steps are handled by the runner
+    warmdown_steps: int = 3500
+    muon_lr: float = 0.025
+    muon_momentum: float = 0.99
+    muon_momentum_start: float = 0.92
+    muon_momentum_warmup_steps: int = 1500
+    muon_wd: float = 0.04
+    muon_ns_steps: int = 5
+    tok_lr: float = 0.035
+    scalar_lr: float = 0.025
+    adam_wd: float = 0.04
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    grad_clip: float = 0.3
+    ema_decay: float = 0.997
+    seed: int = 1337
+    val_tokens: int = 65_536
+    val_every: int = 0
+
+    def seqs_per_step(self) -> int:
+        if self.tokens_per_step % self.seq_len:
+            raise ConfigError(
+                f"tokens_per_step {self.tokens_per_step} is not a multiple of seq_len {self.seq_len}"
+            )
+        return self.tokens_per_step // self.seq_len
+
+    def grad_accum(self, world_size: int) -> int:
+        """Micro-steps per rank; the global batch must split evenly over ranks and micro-batches."""
+        seqs = self.seqs_per_step()
+        per_rank, rem = divmod(seqs, world_size)
+        if rem:
+            raise ConfigError(
+                f"the global batch of {seqs} sequences does not divide over world size {world_size}"
+            )
+        accum, rem = divmod(per_rank, self.micro_batch_seqs)
+        if rem or accum == 0:
+            raise ConfigError(
+                f"{per_rank} sequences per rank do not split into micro-batches of {self.micro_batch_seqs}"
+            )
+        return accum
+
+
+@dataclass(frozen=True)
+class Toggles:
+    """The systems choices golfprof ablates; a variant is a named set of these."""
+
+    layout: str = "banked"
+    comm: str = "explicit"
+    ortho: str = "ns5"
+    bf16: tuple[str, ...] = BF16_PARTS
+    compile: str = "auto"
+    rs_order: str = "biggest_first"
+    replicated: str = "per_tensor"
+    clip_scope: str = "local"  # the record clips each rank's un-reduced grads
+    optimizer_delay_ms: float = 0.0  # test-only: a planted slowdown in the optimizer phase
+
+    def validate(self) -> None:
+        choices = {
+            "layout": LAYOUTS,
+            "comm": COMMS,
+            "ortho": ORTHOS,
+            "compile": COMPILE_MODES,
+            "rs_order": RS_ORDERS,
+            "replicated": REPLICATED_MODES,
+            "clip_scope": CLIP_SCOPES,
+        }
+        for name, valid in choices.items():
+            value = getattr(self, name)
+            if value not in valid:
+                raise ConfigError(f"{name} {value!r} is not one of: {', '.join(valid)}")
+        bad = [p for p in self.bf16 if p not in BF16_PARTS]
+        if bad:
+            raise ConfigError(f"bf16 part(s) {', '.join(bad)} not one of: {', '.join(BF16_PARTS)}")
+        if self.optimizer_delay_ms < 0:
+            raise ConfigError("optimizer_delay_ms must be >= 0")
+
+    def compile_enabled(self, device_type: str) -> bool:
+        if self.compile == "auto":
+            return device_type == "cuda"
+        return self.compile == "on"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    preset: str
+    model: ModelConfig
+    train: TrainConfig
+    toggles: Toggles
+    variant: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "RunConfig":
+        model = dict(d["model"])
+        model["ve_layers"] = tuple(model.get("ve_layers", ()))
+        toggles = dict(d["toggles"])
+        toggles["bf16"] = tuple(toggles.get("bf16", ()))
+        return RunConfig(
+            preset=d["preset"],
+            model=ModelConfig(**model),
+            train=TrainConfig(**d["train"]),
+            toggles=Toggles(**toggles),
+            variant=d.get("variant", "custom"),
+        )
+
+    def validate(self, world_size: int = 1) -> None:
+        self.model.validate()
+        self.toggles.validate()
+        self.train.grad_accum(world_size)
+
+
+FULL_MODEL = ModelConfig()
+FULL_TRAIN = TrainConfig()
+
+# Same structure as `full` (11 layers -> U-Net skips, XSA on the last 4, VE on the last 2),
+# shrunk so that one CPU step costs tens of milliseconds.
+TINY_MODEL = ModelConfig(
+    vocab_size=64,
+    num_layers=5,
+    model_dim=32,
+    num_heads=4,
+    num_kv_heads=2,
+    mlp_mult=3,
+    rope_dims=4,
+    rope_train_seq_len=32,
+    xsa_last_n=2,
+    bigram_buckets=128,
+    bigram_dim=16,
+    ve_dim=16,
+    ve_layers=(3, 4),
+)
+TINY_TRAIN = TrainConfig(
+    seq_len=64,
+    tokens_per_step=64 * 24,
+    micro_batch_seqs=4,
+    steps=50,
+    warmdown_steps=15,
+    muon_momentum_warmup_steps=30,
+    val_tokens=64 * 16 + 1,
+)
+
+PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
+    "full": (FULL_MODEL, FULL_TRAIN),
+    "tiny": (TINY_MODEL, TINY_TRAIN),
+}
+
+
+def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace that reports unknown fields as a ConfigError."""
+    names = {f.name for f in dataclasses.fields(obj)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ConfigError(f"unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    return dataclasses.replace(obj, **changes)

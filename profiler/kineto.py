@@ -1,0 +1,68 @@
+"""torch.profiler windows whose traces Perfetto and HolisticTraceAnalysis open directly."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity
+
+from golfprof.model.config import ConfigError
+
+from .rundir import write_gzip_copy
+
+
+@dataclass(frozen=True)
+class Window:
+    wait: int
+    warmup: int
+    active: int
+
+    @property
+    def end(self) -> int:
+        return self.wait + self.warmup + self.active
+
+    @staticmethod
+    def parse(text: str) -> "Window | None":
+        """'WAIT,WARMUP,ACTIVE' (e.g. '5,1,3'); 'off' disables profiling."""
+        if text.strip().lower() in ("off", "none", "0"):
+            return None
+        parts = text.split(",")
+        try:
+            w, u, a = (int(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"--profile-steps {text!r}: expected WAIT,WARMUP,ACTIVE (e.g. 5,1,3) or off") from None
+        if w < 0 or u < 0 or a < 1:
+            raise ConfigError(f"--profile-steps {text!r}: need WAIT>=0, WARMUP>=0, ACTIVE>=1")
+        return Window(w, u, a)
+
+
+def trace_path(run_dir: Path, rank: int) -> Path:
+    return run_dir / "trace" / f"rank{rank}.pt.trace.json.gz"
+
+
+def make_profiler(window: Window, run_dir: Path, rank: int, metadata: dict[str, Any], cuda: bool,
+                  shapes: bool = False, stacks: bool = False, memory: bool = False) -> torch.profiler.profile:
+    """One window; the trace is exported, gzipped, and moved into place atomically."""
+
+    def on_ready(prof: torch.profiler.profile) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "trace.json"
+            prof.export_chrome_trace(str(raw))
+            write_gzip_copy(raw, trace_path(run_dir, rank))
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    prof = torch.profiler.profile(
+        activities=activities,
+        schedule=torch.profiler.schedule(wait=window.wait, warmup=window.warmup, active=window.active, repeat=1),
+        on_trace_ready=on_ready,
+        record_shapes=shapes,
+        with_stack=stacks,
+        profile_memory=memory,
+    )
+    prof.preset_metadata_json("golfprof", json.dumps(metadata, default=str))
+    return prof
