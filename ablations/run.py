@@ -130,20 +130,30 @@ def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
-def rank_summary(steps: pd.DataFrame, phase_rows: pd.DataFrame, warmup: int) -> dict[str, Any]:
-    """Medians over the timed (post-warm-up) steps of one rank."""
-    timed = steps[steps.step >= warmup]
+def timed_steps(steps: int, warmup: int, window: Window | None) -> set[int]:
+    """Steps that count in the medians: after warm-up and, when others remain, outside the
+    profiler window (profiling slows the steps it records)."""
+    timed = set(range(warmup, steps))
+    if window is not None:
+        unprofiled = timed - set(range(window.wait, window.end))
+        if unprofiled:
+            return unprofiled
+    return timed
+
+
+def rank_summary(steps: pd.DataFrame, phase_rows: pd.DataFrame, timed: set[int]) -> dict[str, Any]:
+    """Medians over one rank's timed steps."""
+    timed_df = steps[steps.step.isin(timed)]
     per_phase: dict[str, float] = {}
-    if len(phase_rows):
-        t = phase_rows[phase_rows.step >= warmup]
-        per_step = t.groupby(["phase", "step"]).ms.sum().groupby("phase").median()
-        per_phase = {k: float(v) for k, v in per_step.items()}
     fwd_bwd = None
     if len(phase_rows):
-        t = phase_rows[(phase_rows.step >= warmup) & phase_rows.phase.isin([phases.FORWARD, phases.BACKWARD])]
-        fwd_bwd = _median(t.groupby("step").ms.sum().tolist())
+        t = phase_rows[phase_rows.step.isin(timed)]
+        per_step = t.groupby(["phase", "step"]).ms.sum().groupby("phase").median()
+        per_phase = {k: float(v) for k, v in per_step.items()}
+        fb = t[t.phase.isin([phases.FORWARD, phases.BACKWARD])]
+        fwd_bwd = _median(fb.groupby("step").ms.sum().tolist())
     return {
-        "ms_per_step": _median(timed.ms.tolist()),
+        "ms_per_step": _median(timed_df.ms.tolist()),
         "optimizer_ms": per_phase.get(phases.OPTIMIZER),
         "forward_backward_ms": fwd_bwd,
         "phase_ms": per_phase,
@@ -259,7 +269,9 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     write_parquet(run_dir / "phases" / f"rank{info.rank}.parquet", phases_df)
     evaluation = _evaluate(trainer, spec, val_pattern)
 
-    mine = rank_summary(steps_df, phases_df, warmup)
+    timed = timed_steps(steps, warmup, window)
+    mine = rank_summary(steps_df, phases_df, timed)
+    mine["timed_steps"] = len(timed)
     mine.update(rank=info.rank, peak_memory_mb=peak_memory_mb(device), wall_s=wall_s)
     gathered = [mine]
     if dist.is_initialized():

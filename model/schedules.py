@@ -191,7 +191,7 @@ class ExplicitSchedule(_Base):
         """Clip on the reduced gradient (the DDP semantics); needs every reduce-scatter done."""
         with self.mark(phases.GRAD_CLIP):
             for b in self.banks:
-                b.rs.wait()
+                self._wait_rs(b)
             shard_sq = sum(b.shard.float().square().sum() for b in self.banks)
             dist.all_reduce(shard_sq)
             rep = [p.grad for p in self.replicated if p.grad is not None]
@@ -201,6 +201,13 @@ class ExplicitSchedule(_Base):
             for b in self.banks:
                 b.shard.mul_(coef.to(b.shard.dtype))
             torch._foreach_mul_(rep, coef)
+
+    @staticmethod
+    def _wait_rs(b: _BankComm) -> None:
+        """Wait once: gloo copies the result into the output again on every wait()."""
+        if b.rs is not None:
+            b.rs.wait()
+            b.rs = None
 
     def _apply(self, b: _BankComm, lr: float) -> None:
         with self.mark(phases.UPDATE_APPLY):
@@ -230,7 +237,7 @@ class ExplicitSchedule(_Base):
                     if prev is not None:
                         self._apply(prev, lr)
                     with self.mark(phases.bank_wait(b.name)):
-                        b.rs.wait()
+                        self._wait_rs(b)
                     with self.mark(phases.bank_orthogonalize(b.name)):
                         u = nesterov_(b.shard_mom, b.shard, h.momentum)
                         u = self._ortho(u).to(self.comm_dtype)

@@ -118,8 +118,8 @@ class Trainer:
             idx = mine[i:i + bs]
             x = torch.stack([val[j * T:(j + 1) * T] for j in idx]).to(self.device)
             y = torch.stack([val[j * T + 1:(j + 1) * T + 1] for j in idx]).to(self.device)
-            with self._autocast():
-                loss = self.forward_module(x, y) if self.ddp is None else self.model(x, y)
+            with self._autocast():  # eager: a compiled module would recompile for the eval shape
+                loss = self.model(x, y)
             nll += loss.double() * y.numel()
             count += y.numel()
         self.model.train()

@@ -1,0 +1,52 @@
+"""Gather run directories' summaries into one committed results file with its provenance.
+
+usage: python benchmarks/collect.py OUT.json RUN_DIR... [--script PATH] [--note TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from golfprof.model.config import RunConfig
+from golfprof.model.ortho import flops
+
+KEEP = ("variant", "preset", "world_size", "steps", "warmup_steps", "tokens_per_step", "ms_per_step",
+        "optimizer_ms", "forward_backward_ms", "tokens_per_s", "peak_memory_mb", "final_loss", "val_loss",
+        "val_bits_per_token", "command", "toggles", "phase_ms")
+
+
+def ortho_ms(phase_ms: dict[str, float]) -> float:
+    return sum(v for k, v in phase_ms.items() if k.endswith("/orthogonalize"))
+
+
+def run_record(run_dir: Path) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    rec = {k: summary.get(k) for k in KEEP}
+    rec["run_dir"] = run_dir.name
+    rec["orthogonalize_ms"] = ortho_ms(summary["phase_ms"])
+    rec["orthogonalize_gflop"] = sum(flops(s) for s in config.model.bank_shapes().values()) / 1e9
+    rec["per_rank"] = [{k: r.get(k) for k in ("rank", "ms_per_step", "optimizer_ms", "peak_memory_mb")}
+                       for r in summary["ranks"]]
+    return rec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", type=Path)
+    ap.add_argument("runs", type=Path, nargs="+")
+    ap.add_argument("--script", default=None, help="the device script that ran the commands")
+    ap.add_argument("--note", default="")
+    a = ap.parse_args()
+    records = [run_record(r) for r in a.runs]
+    env = json.loads((a.runs[0] / "env.json").read_text())
+    out = {"device": env["device"], "gpus": env["gpus"], "torch": env["torch"], "cuda": env["cuda"],
+           "git_revision": env["git_revision"], "script": a.script,
+           "command": [r["command"] for r in records], "note": a.note, "runs": records}
+    a.out.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
