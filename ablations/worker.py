@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 
@@ -17,6 +18,8 @@ def main(argv: list[str]) -> int:
     info = launched_env() or DistInfo()
     rank = info.rank
     try:
+        if os.environ.get("GOLFPROF_TEST_FAIL_RANK") == str(rank):  # fault injection for the launcher's tests
+            raise RuntimeError("injected failure")
         run_joined(spec, info)
     except Exception as e:  # one line for the launcher; the full traceback stays in the rank's log
         traceback.print_exc()

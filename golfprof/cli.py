@@ -25,11 +25,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Profile and ablate banked-Muon speedrun trainers.")
 #TMP app.command("analyze")(analyze)
 console = Console()
-err = Console(stderr=True)
 
 
 def fail(msg: str, code: int = 2) -> typer.Exit:
-    err.print(f"error: {msg}", markup=False, highlight=False)
+    print(f"error: {msg}", file=sys.stderr)
     return typer.Exit(code)
 
 
@@ -101,6 +100,14 @@ def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, 
                    warmup_steps=warmup_steps, profile=profile_steps, record_shapes=record_shapes,
                    with_stack=with_stack, profile_memory=profile_memory, marks=marks, timers=timers,
                    quiet=quiet, command=shlex.join(["golfprof", *sys.argv[1:]]))
+
+
+_DEFAULTS: dict[str, Any] = dict(
+    layout=None, comm=None, ortho=None, compile=None, rs_order=None, replicated=None, clip_scope=None,
+    tokens_per_step=None, micro_batch_seqs=None, seq_len=None, seed=None, data=None, val_data=None, sp_model=None,
+    runs_dir=Path("runs"), data_dir=Path("data"), warmup_steps=None, profile_steps="off", record_shapes=False,
+    with_stack=False, profile_memory=False, marks=True, timers=True, quiet=True, optimizer_delay_ms=0.0,
+)
 
 
 def print_summary(s: dict[str, Any]) -> None:
@@ -186,6 +193,40 @@ def ablate(
     except ConfigError as e:
         raise fail(str(e))
     raise typer.Exit(max(codes))
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Micro-benchmarks of golfprof itself and of trainer parts.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("overhead")
+def bench_overhead(
+    preset: Preset = "tiny", variant: Annotated[str, typer.Option(help="Named variant.")] = V.BASELINE,
+    pairs: Annotated[int, typer.Option(help="Marked/unmarked step pairs to time.")] = 10,
+    device: Device = "auto", bf16: Bf16 = None, compile: Compile = None, tokens_per_step: TokensPerStep = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(help="Untimed leading steps.")] = None,
+    data_dir: DataDir = Path("data"),
+    out: Annotated[Optional[Path], typer.Option(help="Write the result JSON here.")] = None,
+) -> None:
+    """Cost of phase marks + timers: interleaved marked/unmarked steps, and µs per range."""
+    import json
+
+    from golfprof.ablations.bench import overhead
+    from golfprof.profiler.rundir import write_json
+
+    try:
+        if pairs < 1:
+            raise ConfigError("--pairs must be >= 1")
+        spec = build_spec(**{**_DEFAULTS, "variant": variant, "preset": preset, "device": device, "bf16": bf16,
+                             "compile": compile, "tokens_per_step": tokens_per_step, "data_dir": data_dir,
+                             "warmup_steps": warmup_steps, "steps": None})
+        result = overhead(spec, pairs)
+    except ConfigError as e:
+        raise fail(str(e))
+    if out is not None:
+        write_json(out, result)
+    summary = {k: v for k, v in result.items() if k not in ("marked_ms", "unmarked_ms")}
+    console.print_json(json.dumps(summary))
 
 
 @app.command("variants")

@@ -1,0 +1,131 @@
+"""End to end through the `golfprof` console script: 2-process gloo runs on the CPU."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from golfprof.model.config import TINY_MODEL
+from golfprof.profiler import phases
+
+BANKS = list(TINY_MODEL.bank_shapes())
+
+
+def golfprof(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "golfprof.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def explicit_run(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("ablate")
+    r = golfprof("ablate", "--variant", "explicit_banks", "--nproc", "2", "--preset", "tiny", "--steps", "8",
+                 "--runs-dir", str(base / "runs"), "--data-dir", str(base / "data"), "--quiet", "--bf16", "none")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run_dir,) = (base / "runs").iterdir()
+    return run_dir
+
+
+def _trace(run_dir: Path, rank: int) -> dict:
+    with gzip.open(run_dir / "trace" / f"rank{rank}.pt.trace.json.gz", "rt") as f:
+        return json.load(f)
+
+
+def test_run_directory_has_every_artifact(explicit_run: Path):
+    for name in ("config.json", "env.json", "summary.json", "trace/rank0.pt.trace.json.gz",
+                 "trace/rank1.pt.trace.json.gz", "phases/rank0.parquet", "phases/rank1.parquet",
+                 "steps/rank0.parquet", "steps/rank1.parquet"):
+        assert (explicit_run / name).is_file(), name
+    summary = json.loads((explicit_run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["variant"] == "explicit_banks"
+    for key in ("ms_per_step", "optimizer_ms", "tokens_per_s", "peak_memory_mb"):
+        assert summary[key] > 0, key
+    env = json.loads((explicit_run / "env.json").read_text())
+    assert env["torch"] and env["world_size"] == 2 and env["backend"] == "gloo"
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_traces_carry_metadata_and_every_documented_phase(explicit_run: Path, rank: int):
+    trace = _trace(explicit_run, rank)
+    meta = trace["golfprof"]
+    assert meta["rank"] == rank and meta["world_size"] == 2 and meta["variant"] == "explicit_banks"
+    assert trace["distributedInfo"]["rank"] == rank
+    names = {e.get("name") for e in trace["traceEvents"] if e.get("cat") == "user_annotation"}
+    missing = set(phases.documented_phases(BANKS, "explicit", 2)) - names
+    assert not missing, missing
+
+
+def test_phase_table_agrees_with_trace_durations(explicit_run: Path):
+    trace = _trace(explicit_run, 0)
+    events = [e for e in trace["traceEvents"] if e.get("cat") == "user_annotation"]
+    steps = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e["name"].startswith("ProfilerStep#"))
+    window = json.loads((explicit_run / "config.json").read_text())["profile_window"]
+    first = window["wait"] + window["warmup"]
+    table = pd.read_parquet(explicit_run / "phases" / "rank0.parquet")
+    checked = 0
+    for k, (t0, t1) in enumerate(steps):
+        step = first + k
+        in_step = [e for e in events if t0 <= e["ts"] < t1 and e["name"].startswith(phases.PREFIX)]
+        for name in (phases.STEP, phases.FORWARD, phases.BACKWARD, phases.OPTIMIZER, phases.MUON):
+            trace_ms = sum(e["dur"] for e in in_step if e["name"] == name) / 1e3
+            table_ms = table[(table.step == step) & (table.phase == name)].ms.sum()
+            assert trace_ms > 0
+            assert abs(trace_ms - table_ms) <= max(0.5, 0.1 * trace_ms), (step, name, trace_ms, table_ms)
+            checked += 1
+    assert checked >= 5
+
+
+def test_ddp_ablate_command_from_the_issue(tmp_path: Path):
+    r = golfprof("ablate", "--variant", "ddp_banks", "--nproc", "2", "--preset", "tiny", "--steps", "20",
+                 "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ms_per_step" in r.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    trace = _trace(run_dir, 1)
+    names = {e.get("name") for e in trace["traceEvents"] if e.get("cat") == "user_annotation"}
+    assert set(phases.documented_phases(BANKS, "ddp", 2)) <= names
+    steps = pd.read_parquet(run_dir / "steps" / "rank0.parquet")
+    assert len(steps) == 20 and steps.loss.iloc[-1] < steps.loss.iloc[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["ablate", "--variant", "nope"], "unknown variant 'nope'"),
+    (["ablate", "--nproc", "5"], "does not divide over world size 5"),
+    (["ablate", "--nproc", "2", "--device", "cuda"], "larger than the 0 GPU(s) present"),
+    (["train", "--layout", "sideways"], "valid: banked, unbanked"),
+    (["train", "--preset", "huge"], "unknown preset 'huge'"),
+    (["train", "--bf16", "weights,fp8"], "fp8"),
+    (["train", "--data", "/nonexistent/*.bin"], "no files match"),
+    (["train", "--profile-steps", "9,1,3", "--steps", "5"], "needs 13 steps"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    r = golfprof(*args, "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--quiet")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_bad_shard_names_the_file(tmp_path):
+    bad = tmp_path / "fineweb_train_000000.bin"
+    bad.write_bytes(b"\0" * 2048)
+    r = golfprof("train", "--data", str(bad), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert r.returncode == 2 and "bad magic" in r.stderr and str(bad) in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_dying_rank_ends_the_job_with_its_error(tmp_path):
+    t0 = time.monotonic()
+    r = golfprof("ablate", "--nproc", "2", "--steps", "5", "--runs-dir", str(tmp_path / "runs"),
+                 "--data-dir", str(tmp_path / "data"), "--quiet", env={"GOLFPROF_TEST_FAIL_RANK": "1"}, timeout=120)
+    assert r.returncode != 0
+    assert "error: rank 1: RuntimeError: injected failure" in r.stderr
+    assert time.monotonic() - t0 < 90
