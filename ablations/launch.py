@@ -67,21 +67,36 @@ def run_joined(spec: RunSpec, info: DistInfo) -> dict:
             dist.destroy_process_group()
 
 
-def spawn(spec: RunSpec, nproc: int) -> int:
-    """torchrun with one process per rank; a dying rank ends the job and its error is shown."""
+def spawn(spec: RunSpec, nproc: int) -> tuple[int, str | None]:
+    """Run the spec in fresh process(es): torchrun for several ranks, a plain worker for one.
+
+    A dying rank ends the job; returns the exit code and that rank's one-line error.
+    """
     with tempfile.TemporaryDirectory(prefix="golfprof-launch-") as tmp:
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(json.dumps(dataclasses.asdict(spec)))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "--log-dir", str(Path(tmp) / "logs"), "--redirects", "2",
-               "-m", "golfprof.ablations.worker", str(spec_file)]
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
-                   TORCHELASTIC_ERROR_FILE=str(Path(tmp) / "error.json"))
-        proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            msg = first_rank_error(Path(tmp) / "logs") or _last_line(proc.stderr) or "torchrun failed"
-            print(f"error: {msg}", file=sys.stderr)
-        return proc.returncode
+        worker = ["-m", "golfprof.ablations.worker", str(spec_file)]
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        if nproc == 1:
+            proc = subprocess.run([sys.executable, *worker], env=env, stderr=subprocess.PIPE, text=True)
+            error = _error_line(proc.stderr)
+        else:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   "--log-dir", str(Path(tmp) / "logs"), "--redirects", "2", *worker]
+            proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
+            error = first_rank_error(Path(tmp) / "logs")
+        if proc.returncode != 0 and error is None:
+            error = _last_line(proc.stderr) or f"exit code {proc.returncode}"
+            if proc.returncode < 0:
+                error = f"killed by signal {-proc.returncode} (out of memory?)"
+        return proc.returncode, (error if proc.returncode != 0 else None)
+
+
+def _error_line(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith("golfprof-error: "):
+            return line.removeprefix("golfprof-error: ")
+    return None
 
 
 def _last_line(text: str) -> str | None:
@@ -92,7 +107,7 @@ def _last_line(text: str) -> str | None:
 def first_rank_error(log_dir: Path) -> str | None:
     """The `golfprof-error:` line a failing worker wrote to its stderr log."""
     for path in sorted(log_dir.rglob("stderr.log")):
-        for line in path.read_text(errors="replace").splitlines():
-            if line.startswith("golfprof-error: "):
-                return line.removeprefix("golfprof-error: ")
+        error = _error_line(path.read_text(errors="replace"))
+        if error is not None:
+            return error
     return None

@@ -140,7 +140,9 @@ def _run(spec: RunSpec, nproc: int) -> int:
         return 0
     from golfprof.profiler.rundir import new_run_dir
     spec.run_dir = str(new_run_dir(Path(spec.runs_dir), spec.run.variant))
-    code = spawn(spec, nproc)
+    code, error = spawn(spec, nproc)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
     summary_path = Path(spec.run_dir) / "summary.json"
     if code == 0 and summary_path.exists():
         import json
@@ -172,6 +174,9 @@ def train(
 def ablate(
     variant: Annotated[list[str], typer.Option(help="Variant(s) to run; repeat the option for several.")] = [V.BASELINE],  # noqa: B006
     nproc: Annotated[int, typer.Option(help="Processes (one per GPU with CUDA; gloo on the CPU).")] = 1,
+    repeats: Annotated[int, typer.Option(help="Runs per variant, interleaved A B A B.")] = 1,
+    baseline: Annotated[Optional[str], typer.Option(help="Variant the others are compared with.")] = None,
+    matrix_dir: Annotated[Optional[Path], typer.Option(help="Matrix folder (default: RUNS_DIR/matrix-<key of the command>).")] = None,
     preset: Preset = "tiny", steps: Steps = None,
     device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None, bf16: Bf16 = None,
     compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
@@ -181,18 +186,116 @@ def ablate(
     record_shapes: Shapes = False, with_stack: Stacks = False, profile_memory: Memory = False, marks: Marks = True,
     timers: Timers = True, quiet: Quiet = False, optimizer_delay_ms: PlantedDelay = 0.0,
 ) -> None:
-    """Run variant(s) across NPROC processes, each into its own run directory."""
+    """Run variant(s) across NPROC processes; several variants or repeats make a resumable matrix."""
     opts = dict(locals())
-    names, n = opts.pop("variant"), opts.pop("nproc")
+    names, n = list(dict.fromkeys(opts.pop("variant"))), opts.pop("nproc")
+    reps, base, mdir = opts.pop("repeats"), opts.pop("baseline"), opts.pop("matrix_dir")
     try:
-        specs = [build_spec(variant=name, **opts) for name in names]
-        for spec in specs:
+        if reps < 1:
+            raise ConfigError("--repeats must be >= 1")
+        base = base or (V.BASELINE if V.BASELINE in names else names[0])
+        if base not in names:
+            raise ConfigError(f"--baseline {base!r} is not among the variants run: {', '.join(names)}")
+        specs = {name: build_spec(variant=name, **opts) for name in names}
+        for spec in specs.values():
             spec.run.validate(n)
         check_nproc(n, device)
-        codes = [_run(spec, n) for spec in specs]
+        if len(names) == 1 and reps == 1 and mdir is None:
+            raise typer.Exit(_run(specs[names[0]], n))
+        from golfprof.ablations.matrix import matrix_key
+
+        mdir = mdir or runs_dir / f"matrix-{matrix_key(specs, n)}"
+        _matrix(specs, reps, n, mdir, base)
     except ConfigError as e:
         raise fail(str(e))
-    raise typer.Exit(max(codes))
+
+
+def _matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Path, baseline: str) -> None:
+    from golfprof.ablations.matrix import comparison, comparison_frame, run_matrix
+    from golfprof.profiler.rundir import write_json
+
+    def event(name: str, status: str, error: Optional[str]) -> None:
+        console.print(f"{name}: {status}" + (f" — {error}" if error else ""), highlight=False)
+
+    console.print(f"matrix: {matrix_dir}", highlight=False)
+    state = run_matrix(specs, repeats, nproc, matrix_dir, baseline, on_event=event)
+    result = comparison(matrix_dir, state)
+    write_json(matrix_dir / "comparison.json", result)
+    frame = comparison_frame(result)
+    frame.to_csv(matrix_dir / "comparison.csv", index=False)
+    print_comparison(result)
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "—"
+    return f"{v:,.{digits}f}"
+
+
+def print_comparison(result: dict[str, Any]) -> None:
+    from golfprof.ablations.matrix import TABLE_METRICS
+
+    t = Table(title=f"variants vs baseline {result['baseline']} (95% CI)")
+    for col in ("variant", "metric", "runs", "value [CI]", "Δ vs baseline [CI]", "Δ %", "p", "verdict"):
+        t.add_column(col, justify="right" if col not in ("variant", "metric", "verdict") else "left")
+    for row in result["rows"]:
+        if row["metric"] not in TABLE_METRICS:
+            continue
+        d = "" if "diff" not in row else f"{_fmt(row['diff'], 3)} [{_fmt(row['diff_lo'], 3)}, {_fmt(row['diff_hi'], 3)}]"
+        t.add_row(row["variant"], row["metric"], str(row["runs"]),
+                  f"{_fmt(row['value'], 3)} [{_fmt(row['ci_lo'], 3)}, {_fmt(row['ci_hi'], 3)}]", d,
+                  _fmt(row.get("diff_pct"), 1) if "diff" in row else "", _fmt(row.get("p_value"), 3) if "diff" in row else "",
+                  row.get("verdict", "(baseline)"))
+    console.print(t)
+    console.print(result["note"], highlight=False)
+    for name, error in result["failed"].items():
+        console.print(f"failed: {name}: {error}", highlight=False)
+
+
+@app.command()
+def regress(
+    current: Annotated[Path, typer.Argument(help="Run directory or summary.json to check.")],
+    baseline: Annotated[Path, typer.Option(help="Run directory, summary.json or baseline file.")],
+    metric: Annotated[list[str], typer.Option(help="Metric(s) to gate; repeat for several (e.g. optimizer_ms, ms_per_step, phase:<name>).")] = ["optimizer_ms"],  # noqa: B006
+    max_increase: Annotated[str, typer.Option(help="Allowed worsening, percent of the baseline (e.g. 5%).")] = "5%",
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
+) -> None:
+    """Exit 0 within bounds, 1 on a significant regression beyond the bound, 2 on bad input."""
+    import json
+
+    from golfprof.ablations.regress import parse_bound, regress as run_regress
+
+    try:
+        result = run_regress(current, baseline, metric, parse_bound(max_increase))
+    except ConfigError as e:
+        raise fail(str(e))
+    if json_out:
+        print(json.dumps(result, indent=2))
+    else:
+        for m in result["metrics"]:
+            status = "REGRESSION" if m["regressed"] else "ok"
+            console.print(f"{status}: {m['why']} [{m['test']}]", highlight=False)
+    raise typer.Exit(1 if result["regressed"] else 0)
+
+
+baseline_app = typer.Typer(no_args_is_help=True, help="Baseline files for `golfprof regress`.")
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+def baseline_save(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (same config and device).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Baseline file to write (commit it).")] = Path("baseline.json"),
+) -> None:
+    """Write a baseline (summary + per-step samples) meant to be committed."""
+    from golfprof.ablations.regress import save_baseline
+
+    try:
+        data = save_baseline(runs, out)
+    except ConfigError as e:
+        raise fail(str(e))
+    console.print(f"baseline: {out} ({len(data['sources'])} run(s), {len(data['samples'])} metrics with samples)",
+                  highlight=False)
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Micro-benchmarks of golfprof itself and of trainer parts.")

@@ -1,0 +1,134 @@
+"""Ablation matrices: variants × repeats, interleaved, resumable, each run a fresh process group.
+
+The matrix folder is keyed by the command's work (configs, world size, data), so re-running the
+same command finds it, skips complete runs (those with a summary.json) and retries the rest. The
+state file is rewritten atomically after every run, so killing the matrix loses at most the run
+in flight; an interrupted run's folder is kept under an `.incomplete-N` name, never overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from golfprof.profiler.rundir import write_json
+
+from . import stats
+from .launch import spawn
+from .run import RunSpec
+from .samples import DIRECTION, PHASE_PREFIX, higher_is_better, load_run
+
+TABLE_METRICS = ("ms_per_step", "optimizer_ms", "forward_backward_ms", "tokens_per_s", "final_loss")
+
+
+def matrix_key(specs: dict[str, RunSpec], nproc: int) -> str:
+    work = {name: {"config": s.config, "data": s.train_data, "device": s.device, "warmup": s.warmup_steps,
+                   "profile": s.profile} for name, s in specs.items()}
+    blob = json.dumps({"specs": work, "nproc": nproc}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def run_name(variant: str, repeat: int) -> str:
+    return f"{variant}-r{repeat}"
+
+
+def interleaved(variants: list[str], repeats: int) -> list[tuple[str, int]]:
+    """A B A B ...: slow drift (clocks, thermals, neighbours) hits every variant alike."""
+    return [(v, k) for k in range(repeats) for v in variants]
+
+
+def load_state(matrix_dir: Path) -> dict[str, Any]:
+    path = matrix_dir / "matrix.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"runs": {}}
+
+
+def _set_aside(run_dir: Path) -> None:
+    for i in range(1, 1000):
+        target = run_dir.with_name(f"{run_dir.name}.incomplete-{i}")
+        if not target.exists():
+            run_dir.rename(target)
+            return
+
+
+def run_matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Path, baseline: str,
+               on_event: Callable[[str, str, str | None], None] = lambda name, status, error: None,
+               launcher: Callable[[RunSpec, int], tuple[int, str | None]] = spawn) -> dict[str, Any]:
+    matrix_dir.mkdir(parents=True, exist_ok=True)
+    state = load_state(matrix_dir)
+    state.update(variants=list(specs), repeats=max(repeats, state.get("repeats", 0)), nproc=nproc,
+                 baseline=baseline)
+    write_json(matrix_dir / "matrix.json", state)
+    for variant, k in interleaved(list(specs), repeats):
+        name = run_name(variant, k)
+        run_dir = matrix_dir / name
+        if (run_dir / "summary.json").exists():
+            state["runs"][name] = {"variant": variant, "repeat": k, "status": "ok"}
+            on_event(name, "skipped (complete)", None)
+            continue
+        if run_dir.exists():
+            _set_aside(run_dir)
+        spec = dataclasses.replace(specs[variant], run_dir=str(run_dir), quiet=True,
+                                   extra={**specs[variant].extra, "matrix": matrix_dir.name, "repeat": k})
+        code, error = launcher(spec, nproc)
+        ok = code == 0 and (run_dir / "summary.json").exists()
+        state["runs"][name] = {"variant": variant, "repeat": k, "status": "ok" if ok else "failed",
+                               **({} if ok else {"error": error or f"exit code {code}", "returncode": code})}
+        write_json(matrix_dir / "matrix.json", state)
+        on_event(name, "ok" if ok else "failed", None if ok else state["runs"][name]["error"])
+    return state
+
+
+def _phase_metrics(runs: list) -> list[str]:
+    names: set[str] = set()
+    for r in runs:
+        names.update(k for k in r.samples if k.startswith(PHASE_PREFIX))
+    return sorted(names)
+
+
+def comparison(matrix_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Per variant and metric: estimate with CI, difference to the baseline and its significance."""
+    baseline = state["baseline"]
+    by_variant: dict[str, list] = {v: [] for v in state["variants"]}
+    for name, info in sorted(state["runs"].items()):
+        if info["status"] == "ok" and info["variant"] in by_variant:
+            by_variant[info["variant"]].append(load_run(matrix_dir / name))
+    failed = {n: i["error"] for n, i in state["runs"].items() if i["status"] != "ok"}
+    all_runs = [r for rs in by_variant.values() for r in rs]
+    metrics = list(TABLE_METRICS) + _phase_metrics(all_runs)
+    rows = []
+    for variant, runs in by_variant.items():
+        for metric in metrics:
+            series = [r.values(metric) for r in runs]
+            est = stats.estimate(series)
+            row = {"variant": variant, "metric": metric, "runs": len(runs), "value": est.value,
+                   "ci_lo": est.lo, "ci_hi": est.hi, "ci_method": est.method}
+            base_runs = by_variant.get(baseline, [])
+            if variant != baseline and base_runs and runs:
+                d = stats.compare([r.values(metric) for r in base_runs], series)
+                better_high = metric in DIRECTION and higher_is_better(metric)
+                row.update(diff=d.diff, diff_lo=d.lo, diff_hi=d.hi, diff_pct=d.rel_pct, p_value=d.p_value,
+                           significant=d.significant, test=d.method,
+                           verdict=_verdict(d, better_high))
+            rows.append(row)
+    return {"baseline": baseline, "failed": failed, "rows": rows,
+            "note": "95% intervals; Welch's t on per-run medians with >=2 repeats per side (repeats are "
+                    "independent, steps are not), else a moving-block bootstrap over steps"}
+
+
+def _verdict(d: stats.Difference, higher_better: bool) -> str:
+    if math.isnan(d.diff) or not d.significant:
+        return "no significant difference"
+    worse = d.diff < 0 if higher_better else d.diff > 0
+    return "significantly worse" if worse else "significantly better"
+
+
+def comparison_frame(result: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(result["rows"])

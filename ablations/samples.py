@@ -1,0 +1,110 @@
+"""Per-step samples of a run's metrics, read back from its run directory (or a baseline file)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from golfprof.model.config import ConfigError
+from golfprof.profiler import phases
+from golfprof.profiler.kineto import Window
+
+from .run import timed_steps
+
+# metric -> True when higher is better
+DIRECTION: dict[str, bool] = {
+    "ms_per_step": False, "optimizer_ms": False, "forward_backward_ms": False, "tokens_per_s": True,
+    "peak_memory_mb": False, "final_loss": False, "val_loss": False, "val_bits_per_token": False,
+    "val_bpb": False,
+}
+PHASE_PREFIX = "phase:"
+
+
+def higher_is_better(metric: str) -> bool:
+    if metric.startswith(PHASE_PREFIX):
+        return False
+    if metric not in DIRECTION:
+        raise ConfigError(f"unknown metric {metric!r}; valid: {', '.join(DIRECTION)} or phase:<name>")
+    return DIRECTION[metric]
+
+
+@dataclass
+class RunSamples:
+    source: str
+    summary: dict[str, Any]
+    fingerprint: dict[str, Any]
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def values(self, metric: str) -> np.ndarray:
+        """Per-step samples where recorded, else the summary's single value."""
+        if metric in self.samples:
+            return self.samples[metric]
+        if metric.startswith(PHASE_PREFIX):
+            v = self.summary.get("phase_ms", {}).get(metric.removeprefix(PHASE_PREFIX))
+        else:
+            v = self.summary.get(metric)
+        return np.array([], dtype=float) if v is None else np.array([float(v)])
+
+
+def fingerprint(summary: dict[str, Any]) -> dict[str, Any]:
+    """What must match for two runs to be comparable: work, world size and hardware."""
+    return {"preset": summary.get("preset"), "tokens_per_step": summary.get("tokens_per_step"),
+            "world_size": summary.get("world_size"), "device": summary.get("device")}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+
+
+def step_samples(run_dir: Path, summary: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Rank 0's per-step series over the timed steps (after warm-up, outside the profiler window)."""
+    config = _read_json(run_dir / "config.json")
+    window = Window(**config["profile_window"]) if config.get("profile_window") else None
+    timed = timed_steps(config["train"]["steps"], config["warmup_steps"], window)
+    out: dict[str, np.ndarray] = {}
+    steps_file = run_dir / "steps" / "rank0.parquet"
+    if steps_file.exists():
+        steps = pd.read_parquet(steps_file)
+        steps = steps[steps.step.isin(timed)].sort_values("step")
+        out["ms_per_step"] = steps.ms.to_numpy(float)
+        out["tokens_per_s"] = summary["tokens_per_step"] / (out["ms_per_step"] / 1e3)
+    phases_file = run_dir / "phases" / "rank0.parquet"
+    if phases_file.exists():
+        table = pd.read_parquet(phases_file)
+        table = table[table.step.isin(timed)]
+        per = table.groupby(["phase", "step"]).ms.sum().unstack("phase").sort_index()
+        for name in per.columns:
+            out[PHASE_PREFIX + name] = per[name].dropna().to_numpy(float)
+        if phases.OPTIMIZER in per:
+            out["optimizer_ms"] = per[phases.OPTIMIZER].dropna().to_numpy(float)
+        fb = [c for c in (phases.FORWARD, phases.BACKWARD) if c in per]
+        if fb:
+            out["forward_backward_ms"] = per[fb].sum(axis=1).to_numpy(float)
+    return out
+
+
+def load_run(path: Path) -> RunSamples:
+    """A run directory, its summary.json, or a baseline file written by `golfprof baseline save`."""
+    path = Path(path)
+    if path.is_dir():
+        summary = _read_json(path / "summary.json")
+        return RunSamples(str(path), summary, fingerprint(summary), step_samples(path, summary))
+    data = _read_json(path)
+    if "golfprof_baseline" in data:
+        return RunSamples(str(path), data["summary"], data["fingerprint"],
+                          {k: np.asarray(v, dtype=float) for k, v in data["samples"].items()})
+    if "ms_per_step" not in data:
+        raise ConfigError(f"{path}: not a golfprof summary.json, run directory or baseline file")
+    run_dir = path.parent
+    samples = step_samples(run_dir, data) if (run_dir / "config.json").exists() else {}
+    return RunSamples(str(path), data, fingerprint(data), samples)
