@@ -20,10 +20,12 @@ import torch
 import torch.distributed as dist
 
 from golfprof.model.config import ConfigError, RunConfig
+from golfprof.model.flops import flops_per_token, ortho_flops_per_rank
 from golfprof.model.data import DistributedLoader, build_byte_luts, load_validation, target_byte_count
 from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler import phases
+from golfprof.profiler.ceiling import ceiling
 from golfprof.profiler.kineto import Window, make_profiler
 from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
 from golfprof.profiler.rundir import environment, new_run_dir, write_json, write_parquet
@@ -277,19 +279,48 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     if dist.is_initialized():
         gathered = [None] * info.world_size
         dist.all_gather_object(gathered, mine)
-    summary = build_summary(run, env, gathered, evaluation, warmup, spec)
+    peak = ceiling(device) if info.rank == 0 else None
+    summary = build_summary(run, env, gathered, evaluation, warmup, spec, peak)
     if info.rank == 0:
         write_json(run_dir / "summary.json", summary)
     summary["run_dir"] = str(run_dir)
     return summary
 
 
+def efficiency(run: RunConfig, world_size: int, ms: float | None, optimizer_ms: float | None,
+               peak: dict[str, Any] | None) -> dict[str, Any]:
+    """tokens/s, model TFLOP/s and MFU (vs the measured ceiling and the datasheet), and the
+    orthogonalization's own TFLOP/s over the optimizer phase."""
+    if not ms:
+        return {}
+    tc = run.train
+    per_token = flops_per_token(run.model, tc.seq_len)
+    tokens_per_s = tc.tokens_per_step / (ms / 1e3)
+    per_gpu_tflops = per_token * tokens_per_s / world_size / 1e12
+    sharded = world_size > 1 and run.toggles.comm == "explicit"
+    ortho = ortho_flops_per_rank(run.model, tc.muon_ns_steps, world_size, sharded)
+    out: dict[str, Any] = {
+        "tokens_per_s": tokens_per_s, "tokens_per_s_per_gpu": tokens_per_s / world_size,
+        "flops_per_token": per_token, "model_tflops_per_gpu": per_gpu_tflops,
+        "ortho_gflop_per_rank": ortho / 1e9,
+        "optimizer_tflops": ortho / (optimizer_ms / 1e3) / 1e12 if optimizer_ms else None,
+    }
+    if peak is not None:
+        ceil, sheet = peak["ceiling_tflops"], peak.get("datasheet_tflops")
+        out.update(ceiling_tflops=ceil, ceiling_dtype=peak["dtype"], datasheet_tflops=sheet,
+                   mfu_pct=100 * per_gpu_tflops / ceil,
+                   mfu_datasheet_pct=100 * per_gpu_tflops / sheet if sheet else None,
+                   optimizer_pct_of_ceiling=100 * out["optimizer_tflops"] / ceil if optimizer_ms else None)
+    return out
+
+
 def build_summary(run: RunConfig, env: dict[str, Any], ranks: list[dict[str, Any]],
-                  evaluation: dict[str, float], warmup: int, spec: RunSpec) -> dict[str, Any]:
+                  evaluation: dict[str, float], warmup: int, spec: RunSpec,
+                  peak: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rank 0's figures are the headline (collectives keep ranks in step); all ranks are kept."""
     head = ranks[0]
     ms = head["ms_per_step"]
-    tokens_per_s = run.train.tokens_per_step / (ms / 1e3) if ms else None
+    eff = efficiency(run, env["world_size"], ms, head["optimizer_ms"], peak)
     return {
         "variant": run.variant,
         "preset": run.preset,
@@ -303,7 +334,11 @@ def build_summary(run: RunConfig, env: dict[str, Any], ranks: list[dict[str, Any
         "ms_per_step": ms,
         "optimizer_ms": head["optimizer_ms"],
         "forward_backward_ms": head["forward_backward_ms"],
-        "tokens_per_s": tokens_per_s,
+        "tokens_per_s": eff.get("tokens_per_s"),
+        "tokens_per_s_per_gpu": eff.get("tokens_per_s_per_gpu"),
+        "model_tflops_per_gpu": eff.get("model_tflops_per_gpu"),
+        "mfu_pct": eff.get("mfu_pct"),
+        "efficiency": eff,
         "peak_memory_mb": max(r["peak_memory_mb"] for r in ranks),
         "final_loss": head["final_loss"],
         **evaluation,

@@ -26,6 +26,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "bucketed_replicated": ("one flat all-reduce per dtype for the replicated params instead of one per tensor",
                             {"replicated": "bucketed"}),
     "eager": ("no torch.compile", {"compile": "off"}),
+    "packed": ("attention [Wq;Wk;Wv;Wo] and MLP matrices packed to one shape, one reduce-scatter/all-gather "
+               "per group, one kind per rank, small groups first (modded-nanogpt #132)",
+               {"comm": "packed", "rs_order": "small_first"}),
+    "vectorized_unbanked": ("66 matrices stacked per shape into one padded reduce-scatter; updated "
+                            "parameters all-gathered (modded-nanogpt #125)",
+                            {"layout": "unbanked", "comm": "vectorized"}),
 }
 
 

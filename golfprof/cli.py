@@ -115,7 +115,7 @@ def print_summary(s: dict[str, Any]) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     fmt = {"ms_per_step": "{:.2f}", "optimizer_ms": "{:.3f}", "forward_backward_ms": "{:.2f}",
-           "tokens_per_s": "{:,.0f}", "peak_memory_mb": "{:,.0f}", "final_loss": "{:.4f}",
+           "tokens_per_s": "{:,.0f}", "model_tflops_per_gpu": "{:.3g}", "mfu_pct": "{:.2f}", "peak_memory_mb": "{:,.0f}", "final_loss": "{:.4f}",
            "val_loss": "{:.4f}", "val_bits_per_token": "{:.4f}", "val_bpb": "{:.4f}"}
     for k, f in fmt.items():
         if s.get(k) is not None:
@@ -177,6 +177,7 @@ def ablate(
     repeats: Annotated[int, typer.Option(help="Runs per variant, interleaved A B A B.")] = 1,
     baseline: Annotated[Optional[str], typer.Option(help="Variant the others are compared with.")] = None,
     matrix_dir: Annotated[Optional[Path], typer.Option(help="Matrix folder (default: RUNS_DIR/matrix-<key of the command>).")] = None,
+    sweep_tokens_per_step: Annotated[Optional[str], typer.Option(help="Comma list of global tokens/step to sweep (one variant); micro-batches shrink to fit.")] = None,
     preset: Preset = "tiny", steps: Steps = None,
     device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None, bf16: Bf16 = None,
     compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
@@ -190,27 +191,77 @@ def ablate(
     opts = dict(locals())
     names, n = list(dict.fromkeys(opts.pop("variant"))), opts.pop("nproc")
     reps, base, mdir = opts.pop("repeats"), opts.pop("baseline"), opts.pop("matrix_dir")
+    sweep = opts.pop("sweep_tokens_per_step")
     try:
         if reps < 1:
             raise ConfigError("--repeats must be >= 1")
+        if sweep is not None:
+            specs = _sweep_specs(names, sweep, n, opts)
+            names = list(specs)
+        else:
+            specs = {name: build_spec(variant=name, **opts) for name in names}
         base = base or (V.BASELINE if V.BASELINE in names else names[0])
         if base not in names:
             raise ConfigError(f"--baseline {base!r} is not among the variants run: {', '.join(names)}")
-        specs = {name: build_spec(variant=name, **opts) for name in names}
         for spec in specs.values():
             spec.run.validate(n)
         check_nproc(n, device)
-        if len(names) == 1 and reps == 1 and mdir is None:
+        if len(names) == 1 and reps == 1 and mdir is None and sweep is None:
             raise typer.Exit(_run(specs[names[0]], n))
         from golfprof.ablations.matrix import matrix_key
 
         mdir = mdir or runs_dir / f"matrix-{matrix_key(specs, n)}"
-        _matrix(specs, reps, n, mdir, base)
+        _matrix(specs, reps, n, mdir, base, sweep=sweep is not None)
     except ConfigError as e:
         raise fail(str(e))
 
 
-def _matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Path, baseline: str) -> None:
+def _sweep_specs(names: list[str], sweep: str, nproc: int, opts: dict[str, Any]) -> dict[str, RunSpec]:
+    """One spec per tokens/step value, keyed `<variant>-tps<N>`; micro-batches shrink to divide."""
+    if len(names) != 1:
+        raise ConfigError("--sweep-tokens-per-step takes exactly one --variant")
+    try:
+        values = [int(v) for v in sweep.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--sweep-tokens-per-step {sweep!r}: expected a comma list of integers") from None
+    if not values:
+        raise ConfigError("--sweep-tokens-per-step is empty")
+    specs = {}
+    for value in values:
+        spec = build_spec(variant=names[0], **{**opts, "tokens_per_step": value})
+        run = spec.run
+        if opts.get("micro_batch_seqs") is None:
+            micro = run.train.fitted_micro_batch(nproc)
+            spec = build_spec(variant=names[0], **{**opts, "tokens_per_step": value, "micro_batch_seqs": micro})
+        specs[f"{names[0]}-tps{value}"] = spec
+    return specs
+
+
+def print_sweep(matrix_dir: Path, state: dict[str, Any]) -> None:
+    """ms/step and tokens/s per tokens/step setting: where one GPU saturates."""
+    import json
+    import statistics
+
+    t = Table(title="tokens-per-step sweep")
+    for col in ("tokens/step", "micro-batch × accum", "runs", "ms/step", "tokens/s", "MFU %"):
+        t.add_column(col, justify="right")
+    for key in state["variants"]:
+        done = [json.loads((matrix_dir / n / "summary.json").read_text())
+                for n, i in sorted(state["runs"].items()) if i["variant"] == key and i["status"] == "ok"]
+        if not done:
+            t.add_row(key, "—", "0", "failed", "—", "—")
+            continue
+        cfg = json.loads((matrix_dir / next(n for n, i in state["runs"].items() if i["variant"] == key and i["status"] == "ok") / "config.json").read_text())
+        micro = cfg["train"]["micro_batch_seqs"]
+        accum = cfg["train"]["tokens_per_step"] // cfg["train"]["seq_len"] // done[0]["world_size"] // micro
+        med = lambda k: statistics.median(d[k] for d in done if d.get(k) is not None) if any(d.get(k) is not None for d in done) else None  # noqa: E731
+        t.add_row(f"{done[0]['tokens_per_step']:,}", f"{micro} × {accum}", str(len(done)), _fmt(med("ms_per_step")),
+                  _fmt(med("tokens_per_s"), 0), _fmt(med("mfu_pct"), 1))
+    console.print(t)
+
+
+def _matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Path, baseline: str,
+            sweep: bool = False) -> None:
     from golfprof.ablations.matrix import comparison, comparison_frame, run_matrix
     from golfprof.profiler.rundir import write_json
 
@@ -223,7 +274,10 @@ def _matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Pat
     write_json(matrix_dir / "comparison.json", result)
     frame = comparison_frame(result)
     frame.to_csv(matrix_dir / "comparison.csv", index=False)
-    print_comparison(result)
+    if sweep:
+        print_sweep(matrix_dir, state)
+    else:
+        print_comparison(result)
 
 
 def _fmt(v: Any, digits: int = 2) -> str:

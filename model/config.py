@@ -7,11 +7,11 @@ while running on a CPU in well under a second per step.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 LAYOUTS = ("banked", "unbanked")
-COMMS = ("explicit", "ddp")
+COMMS = ("explicit", "ddp", "packed", "vectorized")
 ORTHOS = ("ns5", "polar_express")
 BF16_PARTS = ("embeddings", "weights", "momentum", "rotary")
 COMPILE_MODES = ("auto", "on", "off")
@@ -47,6 +47,8 @@ class ModelConfig:
     logit_softcap: float = 30.0
     qk_gain_init: float = 1.5
     tok_emb_std: float = 0.005
+    # dtype of the embedding tables when the `embeddings` cast is on (#393 used fp16)
+    embedding_dtype: str = "bfloat16"
 
     @property
     def head_dim(self) -> int:
@@ -87,6 +89,8 @@ class ModelConfig:
             raise ConfigError(f"rope_dims {self.rope_dims} must be even and at most head_dim {self.head_dim}")
         if self.mlp_act not in MLP_ACTS:
             raise ConfigError(f"mlp_act {self.mlp_act!r} is not one of {', '.join(MLP_ACTS)}")
+        if self.embedding_dtype not in ("bfloat16", "float16"):
+            raise ConfigError(f"embedding_dtype {self.embedding_dtype!r} is not bfloat16 or float16")
         bad = [i for i in self.ve_layers if not 0 <= i < self.num_layers]
         if bad:
             raise ConfigError(f"ve_layers {bad} are outside 0..{self.num_layers - 1}")
@@ -124,6 +128,11 @@ class TrainConfig:
                 f"tokens_per_step {self.tokens_per_step} is not a multiple of seq_len {self.seq_len}"
             )
         return self.tokens_per_step // self.seq_len
+
+    def fitted_micro_batch(self, world_size: int) -> int:
+        """The largest micro-batch <= micro_batch_seqs that divides each rank's share (for sweeps)."""
+        per_rank = self.seqs_per_step() // world_size
+        return max(d for d in range(1, min(self.micro_batch_seqs, per_rank) + 1) if per_rank % d == 0)
 
     def grad_accum(self, world_size: int) -> int:
         """Micro-steps per rank; the global batch must split evenly over ranks and micro-batches."""
@@ -242,9 +251,34 @@ TINY_TRAIN = TrainConfig(
     val_tokens=64 * 16 + 1,
 )
 
+# The single-GPU 7-layer record (parameter-golf PR #393): what the issue states, with the later
+# records' additions (XSA, value embeddings, partial RoPE) switched off.
+GOLF7L_MODEL = ModelConfig(
+    num_layers=7,
+    mlp_mult=4,
+    mlp_act="relu2",
+    rope_dims=64,
+    rope_base=50_000.0,
+    rope_train_seq_len=2048,
+    xsa_last_n=0,
+    bigram_buckets=8192,
+    ve_layers=(),
+    embedding_dtype="float16",
+)
+GOLF7L_TRAIN = TrainConfig(
+    tokens_per_step=131_072,
+    micro_batch_seqs=64,
+    muon_lr=0.035,
+    muon_wd=0.025,
+    tok_lr=0.09,
+    grad_clip=0.3,
+    warmdown_steps=3500,
+)
+
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "full": (FULL_MODEL, FULL_TRAIN),
     "tiny": (TINY_MODEL, TINY_TRAIN),
+    "golf7l": (GOLF7L_MODEL, GOLF7L_TRAIN),
 }
 
 

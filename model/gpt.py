@@ -178,10 +178,11 @@ class GPT(nn.Module):
             raise ValueError(f"unknown layout {layout!r}")
 
         if bf16_embeddings:
+            low = getattr(torch, cfg.embedding_dtype)
             named = dict(self.named_parameters())
             for name in TOK_PARAMS:
                 if name in named:
-                    named[name].data = named[name].data.to(torch.bfloat16)
+                    named[name].data = named[name].data.to(low)
 
     # ---- weight access shared by both layouts -------------------------------------------------
     def bank_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -202,6 +203,15 @@ class GPT(nn.Module):
         b = self.blocks[i]
         return (b.attn.c_q.weight, b.attn.c_k.weight, b.attn.c_v.weight,
                 b.attn.proj.weight, b.mlp.fc.weight, b.mlp.proj.weight)
+
+    def layer_slots(self, i: int) -> tuple[tuple[nn.Parameter, int | None], ...]:
+        """(parameter, slice index or None) of layer i's q, k, v, o, up, down: where the
+        optimizer reads grads and writes updates (`.grad` of a bank view does not exist)."""
+        L = self.cfg.num_layers
+        if self.layout == "banked":
+            return ((self.qo_bank, i), (self.kv_bank, i), (self.kv_bank, L + i),
+                    (self.qo_bank, L + i), (self.mlp_up_bank, i), (self.mlp_down_bank, i))
+        return tuple((w, None) for w in self.layer_weights(i))  # type: ignore[misc]
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """matrix (Muon), tok (Adam, embedding lr) and scalar (Adam) groups."""

@@ -19,7 +19,8 @@ from golfprof.profiler.phases import UNMARKED, Marker
 from .config import RunConfig
 from .gpt import GPT
 from .optim import EMA, build_adam, lr_multiplier, muon_momentum
-from .schedules import DDPSchedule, ExplicitSchedule, LocalSchedule, StepHyper
+from .schedules import DDPSchedule, LocalSchedule, StepHyper
+from .sharded import ShardedSchedule
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,8 @@ class Trainer:
             fwd = self.ddp
             self.schedule = DDPSchedule(**common)
         else:
-            self.schedule = ExplicitSchedule(**common, world_size=dist_info.world_size,
-                                             rank=dist_info.rank, backend=dist_info.backend)
+            self.schedule = ShardedSchedule(**common, model=self.model, world_size=dist_info.world_size,
+                                            rank=dist_info.rank, backend=dist_info.backend)
         self.forward_module = fwd
         self.ema = EMA(self.model, run.train.ema_decay)
         self.autocast = "weights" in t.bf16

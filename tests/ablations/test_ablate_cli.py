@@ -129,3 +129,22 @@ def test_a_dying_rank_ends_the_job_with_its_error(tmp_path):
     assert r.returncode != 0
     assert "error: rank 1: RuntimeError: injected failure" in r.stderr
     assert time.monotonic() - t0 < 90
+
+
+@pytest.mark.parametrize("variant,nproc", [("packed", 3), ("vectorized_unbanked", 2)])
+def test_record_schedules_run_under_ablate(variant, nproc, tmp_path):
+    r = golfprof("ablate", "--variant", variant, "--nproc", str(nproc), "--steps", "6", "--bf16", "none",
+                 "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["world_size"] == nproc and summary["toggles"]["comm"] in ("packed", "vectorized")
+    names = {e.get("name") for e in _trace(run_dir, nproc - 1)["traceEvents"] if e.get("cat") == "user_annotation"}
+    assert phases.RS_LAUNCH in names and any(n.endswith("/all_gather") for n in names)
+
+
+def test_tokens_per_step_sweep_prints_one_table(tmp_path):
+    r = golfprof("ablate", "--sweep-tokens-per-step", "768,1536", "--steps", "4", "--bf16", "none",
+                 "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--warmup-steps", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tokens-per-step sweep" in r.stdout and "4 × 3" in r.stdout and "4 × 6" in r.stdout

@@ -58,3 +58,15 @@ def test_bank_shapes_of_full_preset():
     }
     m = GPT(FULL_MODEL, "unbanked", seed=0)
     assert sum(len(v) for v in m.bank_groups().values()) == 66
+
+
+def test_golf7l_preset_matches_the_record_description():
+    from golfprof.model.config import preset
+    m, t = preset("golf7l")
+    model = GPT(m, "banked", bf16_embeddings=True)
+    assert m.num_layers == 7 and m.mlp_dim == 2048 and m.mlp_act == "relu2" and m.rope_base == 50_000
+    assert model.bigram.embed.weight.shape == (8192, 128) and model.ve is None
+    assert model.tok_emb.weight.dtype == torch.float16
+    assert t.tokens_per_step == 131_072 and (t.muon_lr, t.muon_wd, t.tok_lr, t.grad_clip) == (0.035, 0.025, 0.09, 0.3)
+    x = torch.randint(0, m.vocab_size, (1, 64))
+    assert torch.isfinite(model(x, x))
