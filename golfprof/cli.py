@@ -5,25 +5,26 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from golfprof.ablations import variants as V
-from golfprof.ablations.launch import check_nproc, export_slurm_env, launched_env, run_joined, spawn
-from golfprof.ablations.run import RunSpec
-from golfprof.model.data import shard_paths
 from golfprof.model.config import (
     CLIP_SCOPES, COMPILE_MODES, COMMS, LAYOUTS, ORTHOS, REPLICATED_MODES, RS_ORDERS, ConfigError,
     RunConfig, preset as load_preset, replace,
 )
-#TMP from golfprof.traces.command import analyze
+from golfprof.traces.command import analyze, diff
+
+if TYPE_CHECKING:
+    from golfprof.ablations.run import RunSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Profile and ablate banked-Muon speedrun trainers.")
-#TMP app.command("analyze")(analyze)
+app.command("analyze")(analyze)
+app.command("diff")(diff)
 console = Console()
 
 
@@ -75,6 +76,9 @@ def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, 
                record_shapes: bool, with_stack: bool, profile_memory: bool, marks: bool, timers: bool,
                quiet: bool, optimizer_delay_ms: float) -> RunSpec:
     """Command-line options -> a validated RunSpec (variant first, then explicit overrides)."""
+    from golfprof.ablations.run import RunSpec
+    from golfprof.model.data import shard_paths
+
     model_cfg, train_cfg = load_preset(preset)
     toggles = V.resolve(variant, {
         "layout": _choice("layout", layout, LAYOUTS), "comm": _choice("comm", comm, COMMS),
@@ -126,6 +130,8 @@ def print_summary(s: dict[str, Any]) -> None:
 
 def _run(spec: RunSpec, nproc: int) -> int:
     """Join an existing launch, run in-process, or spawn torchrun; returns an exit code."""
+    from golfprof.ablations.launch import check_nproc, export_slurm_env, launched_env, run_joined, spawn
+
     export_slurm_env()
     info = launched_env()
     if info is not None:
@@ -205,6 +211,8 @@ def ablate(
             raise ConfigError(f"--baseline {base!r} is not among the variants run: {', '.join(names)}")
         for spec in specs.values():
             spec.run.validate(n)
+        from golfprof.ablations.launch import check_nproc
+
         check_nproc(n, device)
         if len(names) == 1 and reps == 1 and mdir is None and sweep is None:
             raise typer.Exit(_run(specs[names[0]], n))

@@ -1,8 +1,6 @@
 """Phase marks: one context manager that is an NVTX range, a Kineto `record_function` and an
-always-on timer at once.
-
-The names are a stable, documented contract: trace analyses, phase tables and regression
-baselines key on them. Everything a step does lives under `golfprof/step`.
+always-on timer at once. The names themselves live in `names.py` (no torch import there, so trace
+analysis can use them cheaply).
 """
 
 from __future__ import annotations
@@ -20,49 +18,11 @@ try:  # nvtx is a hard dependency, but a broken install must not stop a CPU run
 except Exception:  # pragma: no cover - exercised only without the package
     _nvtx_push = _nvtx_pop = None
 
-PREFIX = "golfprof/"
-STEP = "golfprof/step"
-DATA = "golfprof/step/data"
-FORWARD = "golfprof/step/forward"
-BACKWARD = "golfprof/step/backward"
-GRAD_CLIP = "golfprof/step/grad_clip"
-OPTIMIZER = "golfprof/step/optimizer"
-RS_LAUNCH = "golfprof/step/optimizer/reduce_scatter_launch"
-REPLICATED_ALLREDUCE = "golfprof/step/optimizer/replicated_allreduce"
-ADAM = "golfprof/step/optimizer/adam"
-MUON = "golfprof/step/optimizer/muon"
-UPDATE_APPLY = "golfprof/step/optimizer/update_apply"
-PLANTED_DELAY = "golfprof/step/optimizer/planted_delay"
-EMA = "golfprof/step/ema"
-
-DEFAULT_PHASE_REGEX = r"^golfprof/"
-
-
-def bank_wait(bank: str) -> str:
-    return f"{MUON}/{bank}/wait"
-
-
-def bank_orthogonalize(bank: str) -> str:
-    return f"{MUON}/{bank}/orthogonalize"
-
-
-def bank_all_gather(bank: str) -> str:
-    return f"{MUON}/{bank}/all_gather"
-
-
-def documented_phases(banks: list[str], comm: str, world_size: int) -> list[str]:
-    """Every phase name a step of this schedule emits (tests assert traces carry all of them)."""
-    names = [STEP, DATA, FORWARD, BACKWARD, GRAD_CLIP, OPTIMIZER, ADAM, MUON, UPDATE_APPLY, EMA]
-    distributed = world_size > 1
-    if distributed:
-        names.append(REPLICATED_ALLREDUCE)
-    if distributed and comm == "explicit":
-        names.append(RS_LAUNCH)
-        for b in banks:
-            names += [bank_wait(b), bank_orthogonalize(b), bank_all_gather(b)]
-    else:
-        names += [bank_orthogonalize(b) for b in banks]
-    return names
+from .names import (  # noqa: F401  (re-exported: the trainer and tests use phases.<NAME>)
+    ADAM, BACKWARD, DATA, DEFAULT_PHASE_REGEX, EMA, FORWARD, GRAD_CLIP, MUON, OPTIMIZER, PLANTED_DELAY,
+    PREFIX, REPLICATED_ALLREDUCE, RS_LAUNCH, STEP, UPDATE_APPLY, bank_all_gather, bank_orthogonalize,
+    bank_wait, documented_phases,
+)
 
 
 class PhaseClock:

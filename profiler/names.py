@@ -1,0 +1,50 @@
+"""Phase names: a stable, documented contract that trace analyses, phase tables and regression
+baselines key on. Everything a step does lives under `golfprof/step`. Importing this module
+imports no torch.
+"""
+
+from __future__ import annotations
+
+PREFIX = "golfprof/"
+STEP = "golfprof/step"
+DATA = "golfprof/step/data"
+FORWARD = "golfprof/step/forward"
+BACKWARD = "golfprof/step/backward"
+GRAD_CLIP = "golfprof/step/grad_clip"
+OPTIMIZER = "golfprof/step/optimizer"
+RS_LAUNCH = "golfprof/step/optimizer/reduce_scatter_launch"
+REPLICATED_ALLREDUCE = "golfprof/step/optimizer/replicated_allreduce"
+ADAM = "golfprof/step/optimizer/adam"
+MUON = "golfprof/step/optimizer/muon"
+UPDATE_APPLY = "golfprof/step/optimizer/update_apply"
+PLANTED_DELAY = "golfprof/step/optimizer/planted_delay"
+EMA = "golfprof/step/ema"
+
+DEFAULT_PHASE_REGEX = r"^golfprof/"
+
+
+def bank_wait(bank: str) -> str:
+    return f"{MUON}/{bank}/wait"
+
+
+def bank_orthogonalize(bank: str) -> str:
+    return f"{MUON}/{bank}/orthogonalize"
+
+
+def bank_all_gather(bank: str) -> str:
+    return f"{MUON}/{bank}/all_gather"
+
+
+def documented_phases(banks: list[str], comm: str, world_size: int) -> list[str]:
+    """Every phase name a step of this schedule emits (tests assert traces carry all of them)."""
+    names = [STEP, DATA, FORWARD, BACKWARD, GRAD_CLIP, OPTIMIZER, ADAM, MUON, UPDATE_APPLY, EMA]
+    distributed = world_size > 1
+    if distributed:
+        names.append(REPLICATED_ALLREDUCE)
+    if distributed and comm == "explicit":
+        names.append(RS_LAUNCH)
+        for b in banks:
+            names += [bank_wait(b), bank_orthogonalize(b), bank_all_gather(b)]
+    else:
+        names += [bank_orthogonalize(b) for b in banks]
+    return names

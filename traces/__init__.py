@@ -1,0 +1,6 @@
+"""golfprof.traces: ``golfprof analyze`` over Kineto traces.
+
+load (stream a trace into frames) -> discover (PATH -> ranks and windows) -> events / attribute
+(which phase launched each kernel) -> phase_table, comm, metrics (HTA-compatible idle and overlap)
+-> summary (per rank, per run) -> diagnose (findings) -> report (JSON, tables); command is the CLI.
+"""

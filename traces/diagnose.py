@@ -1,0 +1,181 @@
+"""A short list of findings a speedrunner acts on, each with its numbers, biggest cost first.
+
+Thresholds are deliberately coarse: a finding must be worth a change to the trainer, so each one
+needs an absolute cost (ms per step) as well as a relative one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .summary import RankSummary, RunSummary
+
+LAUNCH_RATIO = 2.0  # CPU time per unit of GPU work that makes a phase launch-bound
+MIN_MS = 1.0  # smallest cost per step worth reporting
+TINY_COUNT = 16  # collectives of one kind per step before bucketing pays
+TINY_BYTES = 1 << 20
+TINY_US = 50.0  # used when the trace has no message sizes
+SKEW_MIN_MS = 0.5
+SKEW_SHARE = 0.3  # waiting as a share of the rank's time in that collective
+EXPOSED_SHARE = 0.05  # of the step
+BUSY_PCT = 85.0
+
+
+@dataclass
+class Diagnosis:
+    kind: str
+    message: str
+    cost_ms: float  # estimated time per step at stake, for ordering
+    ranks: list[int] = field(default_factory=list)
+    numbers: dict[str, float | int | str | None] = field(default_factory=dict)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _launch_bound(r: RankSummary) -> list[Diagnosis]:
+    """Phases whose CPU time (minus blocking syncs) far exceeds their GPU work; outermost one reported.
+
+    The cost is the GPU idle time the phase's launches ended: with a deep queue of earlier work a
+    slow phase costs nothing yet, but it will once the GPU side gets faster.
+    """
+    p = r.phases
+    if not r.has_gpu or p.empty:
+        return []
+    active = p["cpu_ms"] - p["sync_ms"]
+    hit = (active >= LAUNCH_RATIO * p["gpu_busy_ms"]) & (active - p["gpu_busy_ms"] >= MIN_MS)
+    flagged = set(p.index[hit])
+    out = []
+    for name in flagged:
+        up = p.at[name, "parent"]
+        while isinstance(up, str) and up not in flagged:
+            up = p.at[up, "parent"] if up in p.index else None
+        if isinstance(up, str):
+            continue
+        row = p.loc[name]
+        out.append(Diagnosis(
+            kind="launch_bound",
+            message=(f"{name} is launch-bound: {active[name]:.1f} ms on the CPU for {row['gpu_busy_ms']:.2f} ms "
+                     f"of GPU work ({row['kernels']:.0f} kernels per step); the GPU idles "
+                     f"{row['gpu_idle_ms']:.1f} ms per step waiting for it"),
+            cost_ms=float(row["gpu_idle_ms"]),
+            ranks=[r.rank],
+            numbers={"phase": name, "cpu_ms": float(active[name]), "gpu_busy_ms": float(row["gpu_busy_ms"]),
+                     "gpu_idle_ms": float(row["gpu_idle_ms"]), "kernels": float(row["kernels"])},
+        ))
+    return out
+
+
+def _tiny_collectives(r: RankSummary) -> list[Diagnosis]:
+    out = []
+    for _, c in r.collectives.iterrows():
+        if c["count_per_step"] < TINY_COUNT:
+            continue
+        size = c["median_bytes"]
+        tiny = size < TINY_BYTES if size is not None and size == size else c["median_us"] < TINY_US
+        if not tiny:
+            continue
+        what = f"median {_fmt_bytes(size)}, " if size is not None and size == size else "median "
+        op = c["op"].replace("_", "-")
+        out.append(Diagnosis(
+            kind="tiny_collectives",
+            message=(f"{c['count_per_step']:.0f} tiny {op}s per step ({what}{c['median_us']:.0f} µs each, "
+                     f"{c['ms_per_step']:.1f} ms per step): bucket them"),
+            cost_ms=float(c["ms_per_step"]),
+            ranks=[r.rank],
+            numbers={"op": c["op"], "count_per_step": float(c["count_per_step"]),
+                     "median_bytes": None if size is None or size != size else float(size),
+                     "median_us": float(c["median_us"]), "ms_per_step": float(c["ms_per_step"])},
+        ))
+    return out
+
+
+def _exposed(r: RankSummary) -> list[Diagnosis]:
+    if not r.has_gpu or not r.exposed_comm_ms or r.step_ms is None:
+        return []
+    x = r.exposed_comm_ms
+    if x < max(MIN_MS / 2, EXPOSED_SHARE * r.step_ms):
+        return []
+    where = ""
+    p = r.phases
+    if not p.empty:
+        deep = p[p["exposed_comm_ms"] >= 0.5 * x].sort_values("depth", ascending=False, kind="stable")
+        if not deep.empty:
+            where = f", most of it in {deep.index[0]} ({deep['exposed_comm_ms'].iloc[0]:.1f} ms)"
+    return [Diagnosis(
+        kind="exposed_comm",
+        message=(f"{x:.1f} ms of communication per step is exposed (no compute kernel runs beside it), "
+                 f"{100 * x / r.step_ms:.0f}% of the step{where}"),
+        cost_ms=x,
+        ranks=[r.rank],
+        numbers={"exposed_comm_ms": x, "step_ms": r.step_ms},
+    )]
+
+
+def _idle(r: RankSummary) -> list[Diagnosis]:
+    if r.gpu_busy_pct is None or r.step_ms is None or r.gpu_busy_pct >= BUSY_PCT:
+        return []
+    idle_ms = r.step_ms * (1 - r.gpu_busy_pct / 100)
+    if idle_ms < MIN_MS:
+        return []
+    return [Diagnosis(
+        kind="gpu_idle",
+        message=f"GPU busy only {r.gpu_busy_pct:.1f}% of the step: {idle_ms:.1f} ms idle per step",
+        cost_ms=idle_ms,
+        ranks=[r.rank],
+        numbers={"gpu_busy_pct": r.gpu_busy_pct, "idle_ms": idle_ms},
+    )]
+
+
+def _skew(skew: pd.DataFrame) -> list[Diagnosis]:
+    out = []
+    for _, s in skew.iterrows():
+        w, total = s["wait_ms_per_step"], s["comm_ms_per_step"]
+        if s["waits_for"] is None or s["waits_for"] != s["waits_for"]:
+            continue
+        if w < SKEW_MIN_MS or total <= 0 or w / total < SKEW_SHARE:
+            continue
+        peer = int(s["waits_for"])
+        op = s["op"].replace("_", "-")
+        out.append(Diagnosis(
+            kind="rank_skew",
+            message=(f"rank {s['rank']} waits {w:.1f} ms per step in {op} for rank {peer} "
+                     f"({100 * w / total:.0f}% of its {op} time)"),
+            cost_ms=float(w),
+            ranks=[int(s["rank"])],
+            numbers={"op": s["op"], "waits_for": peer, "wait_ms_per_step": float(w),
+                     "comm_ms_per_step": float(total)},
+        ))
+    return out
+
+
+def _merge_ranks(found: list[Diagnosis]) -> list[Diagnosis]:
+    """The same finding on several ranks is one line: the worst rank's numbers, all ranks listed."""
+    groups: dict[tuple[str, str], list[Diagnosis]] = {}
+    for d in found:
+        key = (d.kind, str(d.numbers.get("phase", d.numbers.get("op", ""))))
+        if d.kind == "rank_skew":
+            key = (d.kind, f"{d.ranks}{d.numbers['op']}")
+        groups.setdefault(key, []).append(d)
+    out = []
+    for ds in groups.values():
+        worst = max(ds, key=lambda d: d.cost_ms)
+        ranks = sorted({r for d in ds for r in d.ranks})
+        msg = worst.message if len(ranks) == 1 else f"{worst.message} (worst on rank {worst.ranks[0]}; ranks {ranks})"
+        out.append(Diagnosis(worst.kind, msg, worst.cost_ms, ranks, worst.numbers))
+    return sorted(out, key=lambda d: -d.cost_ms)
+
+
+def diagnose(run: RunSummary) -> list[Diagnosis]:
+    found: list[Diagnosis] = []
+    for r in run.ranks:
+        found += _launch_bound(r) + _tiny_collectives(r) + _exposed(r) + _idle(r)
+    found += _skew(run.skew)
+    return _merge_ranks(found)

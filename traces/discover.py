@@ -1,0 +1,135 @@
+"""PATH -> per-rank trace files, grouped into profiling windows, with mixed runs refused.
+
+PATH is a golfprof run directory (traces under ``trace/``), a folder of per-rank traces, or one
+trace file. A file's rank comes from Kineto's ``distributedInfo.rank``, else golfprof's metadata,
+else a ``rank<N>`` in its name. Only the header (the keys before ``traceEvents``) is read here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .load import TraceError, read_header
+
+_RANK_IN_NAME = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
+_NOT_TRACES = {"config.json", "summary.json"}
+
+
+@dataclass(frozen=True)
+class TraceFile:
+    path: Path
+    rank: int
+    world_size: int | None
+    run: str | None  # identity of the golfprof run that wrote it (variant + config), if known
+    variant: str | None
+
+
+@dataclass(frozen=True)
+class Discovery:
+    windows: list[dict[int, TraceFile]]  # one rank -> file map per profiling window
+    warnings: list[str]
+
+
+def _candidates(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise TraceError(f"{path}: no such file or directory")
+    folder = path / "trace" if (path / "trace").is_dir() else path
+    found = sorted(p for p in folder.glob("*.pt.trace.json*") if p.is_file())
+    if not found:
+        found = sorted(
+            p for p in folder.iterdir()
+            if p.is_file() and p.name.endswith((".json", ".json.gz")) and p.name not in _NOT_TRACES
+        )
+    if not found:
+        raise TraceError(f"{path}: no trace files (*.json, *.json.gz) found")
+    return found
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _describe(path: Path, header: dict[str, Any], only_file: bool) -> TraceFile:
+    dist = header.get("distributedInfo") if isinstance(header.get("distributedInfo"), dict) else {}
+    gp = header.get("golfprof") if isinstance(header.get("golfprof"), dict) else {}
+    rank = _int(dist.get("rank"))
+    if rank is None:
+        rank = _int(gp.get("rank"))
+    if rank is None:
+        m = _RANK_IN_NAME.search(path.name)
+        rank = int(m.group(1)) if m else (0 if only_file else None)
+    if rank is None:
+        raise TraceError(f"{path}: cannot tell its rank (no distributedInfo.rank, no rank<N> in the name)")
+    world = _int(dist.get("world_size")) or _int(gp.get("world_size"))
+    run = json.dumps([gp.get("variant"), gp.get("config")], sort_keys=True, default=str) if gp else None
+    return TraceFile(path=path, rank=rank, world_size=world, run=run, variant=gp.get("variant"))
+
+
+def _ranges(nums: list[int]) -> str:
+    out, i = [], 0
+    while i < len(nums):
+        j = i
+        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+            j += 1
+        out.append(str(nums[i]) if i == j else f"{nums[i]}-{nums[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def _refuse_mixed(path: Path, described: list[TraceFile]) -> None:
+    """Traces of different runs in one set would be averaged into nonsense: name the difference."""
+    by_world = {f.world_size: f.path.name for f in described if f.world_size is not None}
+    if len(by_world) > 1:
+        detail = " vs ".join(f"world_size {w} ({n})" for w, n in sorted(by_world.items()))
+        raise TraceError(f"{path}: mixed runs in one folder: {detail}")
+    by_run = {f.run: f for f in described}
+    if len(by_run) > 1:
+        a, b = sorted(by_run.values(), key=lambda f: (f.run is not None, f.path.name))[:2]
+        if a.run is None:
+            why = f"{a.path.name} has no golfprof metadata, {b.path.name} has"
+        elif a.variant != b.variant:
+            why = f"golfprof variant {a.variant!r} ({a.path.name}) vs {b.variant!r} ({b.path.name})"
+        else:
+            why = f"golfprof config differs between {a.path.name} and {b.path.name}"
+        raise TraceError(f"{path}: mixed runs in one folder: {why}")
+
+
+def discover(path: Path) -> Discovery:
+    """Find and group the traces under PATH; raises TraceError for mixed or ambiguous sets."""
+    path = Path(path)
+    files = _candidates(path)
+    described = [_describe(p, read_header(p), len(files) == 1) for p in files]
+
+    _refuse_mixed(path, described)
+    worlds = {f.world_size for f in described if f.world_size is not None}
+    runs = {f.run for f in described if f.run is not None}
+
+    by_rank: dict[int, list[TraceFile]] = defaultdict(list)
+    for f in described:
+        by_rank[f.rank].append(f)
+    n_windows = max(len(v) for v in by_rank.values())
+    if n_windows > 1 and not runs:
+        r, fs = next((r, fs) for r, fs in sorted(by_rank.items()) if len(fs) > 1)
+        raise TraceError(
+            f"{path}: {len(fs)} traces for rank {r} ({', '.join(f.path.name for f in fs[:3])}) "
+            "and no golfprof metadata to tell windows of one run from mixed runs; pass one trace or folder per run"
+        )
+    warnings = []
+    uneven = sorted(r for r, fs in by_rank.items() if len(fs) != n_windows)
+    if uneven:
+        warnings.append(f"ranks {_ranges(uneven)} lack traces for some of the {n_windows} profiling windows")
+    windows = [{r: fs[w] for r, fs in sorted(by_rank.items()) if w < len(fs)} for w in range(n_windows)]
+    if worlds:
+        world = worlds.pop()
+        missing = sorted(set(range(world)) - set(by_rank))
+        if missing:
+            found = f"world_size {world}, found {len(by_rank)}"
+            warnings.append(f"ranks missing from the set: {_ranges(missing)} ({found})")
+    return Discovery(windows=windows, warnings=warnings)

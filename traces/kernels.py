@@ -1,0 +1,48 @@
+"""GPU work per kernel name (exact, or grouped by a name pattern), per profiled step.
+
+Communication kernels are left out: `diff` reports collectives on their own, by op and size.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from . import events, metrics
+from .load import Trace
+
+_ARGS = re.compile(r"[(<].*$")
+_SUFFIX = re.compile(r"_\d+$")
+_DIGITS = re.compile(r"\d+")
+
+
+def name_pattern(name: str) -> str:
+    """Group kernels that differ only in template/call arguments, Triton's numeric suffix or tile sizes.
+
+    `void at::native::elementwise_kernel<128, 2, ...>(...)` -> `at::native::elementwise_kernel`,
+    `triton_poi_fused_add_mul_3` -> `triton_poi_fused_add_mul`, `nvjet_hsh_192x192_64x4` -> `nvjet_hsh_#x#_#x#`.
+    """
+    base = _ARGS.sub("", name.removeprefix("void ")).strip()
+    return _DIGITS.sub("#", _SUFFIX.sub("", base))
+
+
+def kernel_table(trace: Trace, grouped: bool = True) -> pd.DataFrame:
+    """Columns kernel, count_per_step, ms_per_step over the profiled steps (whole trace if none)."""
+    ev = trace.events
+    gpu = events.gpu_work(ev)
+    gpu = gpu[metrics.kernel_class(gpu["name"]) != metrics.COMM]
+    st = events.steps(ev)
+    if not st.empty and len(gpu):
+        launch = events.launches(ev).set_index("correlation")["ts"]
+        launch = launch[~launch.index.duplicated()]
+        when = gpu["correlation"].map(launch).fillna(gpu["ts"]).to_numpy(float)
+        gpu = gpu[events.step_of(st, when) >= 0]
+    n_steps = max(len(st), 1)
+    names = gpu["name"].astype(str)
+    key = names.map(name_pattern) if grouped else names
+    out = (pd.DataFrame({"kernel": key.to_numpy(), "dur": gpu["dur"].to_numpy(float)})
+           .groupby("kernel", sort=True)["dur"].agg(["count", "sum"]))
+    return pd.DataFrame({"kernel": out.index.to_numpy(), "count_per_step": out["count"].to_numpy() / n_steps,
+                         "ms_per_step": out["sum"].to_numpy() / 1e3 / n_steps}).reset_index(drop=True)
+

@@ -1,0 +1,217 @@
+"""The analysis as a JSON-ready dict and as rich tables; no computation beyond formatting."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .diagnose import Diagnosis
+from .summary import RankSummary, RunSummary
+
+_PHASE_NUMBERS = ["cpu_ms", "gpu_kernel_ms", "gpu_busy_ms", "comm_ms", "exposed_comm_ms", "gpu_self_ms",
+                  "gpu_idle_ms", "sync_ms", "kernels", "calls"]
+
+
+def _num(v: Any, digits: int = 3) -> Any:
+    """JSON-safe number: NaN/inf become null, numpy scalars plain numbers, floats rounded for reading."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    f = float(v)
+    if math.isnan(f) or math.isinf(f):
+        return None
+    return round(f, digits)
+
+
+def _rank_json(r: RankSummary) -> dict[str, Any]:
+    phases = {}
+    for name, row in r.phases.iterrows():
+        phases[str(name)] = {k: _num(row[k]) for k in _PHASE_NUMBERS} | {
+            "parent": row["parent"] if isinstance(row["parent"], str) else None,
+            "depth": int(row["depth"]),
+        }
+    hta = r.hta
+    return {
+        "rank": r.rank,
+        "window": r.window,
+        "file": str(r.path),
+        "steps": r.steps,
+        "step_numbers": r.step_numbers,
+        "step_ms": _num(r.step_ms),
+        "gpu": r.has_gpu,
+        "gpu_busy_pct": _num(r.gpu_busy_pct, 2),
+        "idle_pct": _num(hta.idle_pct if hta else None, 2),
+        "compute_pct": _num(hta.compute_pct if hta else None, 2),
+        "comm_comp_overlap_pct": _num(hta.overlap_pct if hta else None, 2),
+        "comm_ms": _num(r.comm_ms),
+        "exposed_comm_ms": _num(r.exposed_comm_ms),
+        "unattributed_gpu_ms": _num(r.unattributed_gpu_ms),
+        "phases": phases,
+        "collectives": [{k: _num(v) for k, v in row.items()} for row in r.collectives.to_dict("records")],
+        "notes": r.notes,
+    }
+
+
+def _skew_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: _num(v) for k, v in row.items()}
+    peer = row["waits_for"]
+    out["waits_for"] = None if peer is None or peer != peer else int(peer)  # a float column when any is NaN
+    return out
+
+
+def to_json(path: str, runs: list[RunSummary], diagnoses: list[Diagnosis], warnings: list[str]) -> dict[str, Any]:
+    """The ``--json`` document; ``ranks`` holds one entry per rank and profiling window."""
+    skew = pd.concat([run.skew.assign(window=i) for i, run in enumerate(runs)], ignore_index=True)
+    return {
+        "path": path,
+        "phase_regex": runs[0].phase_regex if runs else None,
+        "ranks": [_rank_json(r) for run in runs for r in run.ranks],
+        "skew": [_skew_json(row) for row in skew.to_dict("records")],
+        "diagnoses": [
+            {"kind": d.kind, "message": d.message, "ranks": d.ranks, "cost_ms": _num(d.cost_ms),
+             "numbers": {k: _num(v) for k, v in d.numbers.items()}}
+            for d in diagnoses
+        ],
+        "warnings": warnings,
+    }
+
+
+def _f(v: Any, fmt: str = ".2f") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return format(v, fmt)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]], left: int = 0) -> Table:
+    """Names from traces may hold '[...]', which rich would read as markup: escape every cell."""
+    t = Table(title=escape(title))
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="left" if i < left else "right")
+    for row in rows:
+        t.add_row(*(escape(c) for c in row))
+    return t
+
+
+def _rank_table(runs: list[RunSummary], windows: bool) -> Table:
+    cols = ["rank", "steps", "step ms", "GPU busy %", "idle % (HTA)", "overlap % (HTA)", "comm ms", "exposed ms"]
+    rows = []
+    for run in runs:
+        for r in run.ranks:
+            h = r.hta
+            row = [str(r.rank), str(r.steps), _f(r.step_ms, ".1f"), _f(r.gpu_busy_pct, ".1f"),
+                   _f(h.idle_pct if h else None), _f(h.overlap_pct if h else None), _f(r.comm_ms),
+                   _f(r.exposed_comm_ms)]
+            rows.append([str(r.window), *row] if windows else row)
+    return _table("ranks (times per profiled step)", ["window", *cols] if windows else cols, rows)
+
+
+def _phase_table(r: RankSummary, title: str) -> Table:
+    rows = [
+        ["  " * int(p["depth"]) + str(name), _f(p["cpu_ms"]), _f(p["sync_ms"]), _f(p["gpu_kernel_ms"]),
+         _f(p["gpu_busy_ms"]), _f(p["gpu_idle_ms"]), _f(p["comm_ms"]), _f(p["exposed_comm_ms"]),
+         _f(p["kernels"], ".0f")]
+        for name, p in r.phases.iterrows()
+    ]
+    cols = ["phase", "CPU", "sync", "GPU kernels", "GPU busy", "GPU idle", "comm", "exposed comm", "kernels"]
+    return _table(title, cols, rows, left=1)
+
+
+def _collective_table(r: RankSummary, title: str) -> Table:
+    rows = []
+    for _, c in r.collectives.iterrows():
+        size = c["median_bytes"]
+        rows.append([c["op"], c["dtype"] or "", c["algo"] or "", c["proto"] or "", _f(c["count_per_step"], ".1f"),
+                     _f(c["ms_per_step"]), _f(c["median_us"], ".1f"),
+                     "–" if size is None or size != size else f"{size / 1024:.0f} KiB", _f(c["exposed_ms_per_step"])])
+    cols = ["op", "dtype", "algo", "proto", "per step", "ms/step", "median µs", "median size", "exposed ms/step"]
+    return _table(title, cols, rows, left=4)
+
+
+def _skew_table(waits: pd.DataFrame) -> Table:
+    rows = [[str(s["rank"]), s["op"], "–" if s["waits_for"] is None or s["waits_for"] != s["waits_for"]
+             else str(int(s["waits_for"])), _f(s["wait_ms_per_step"]), _f(s["comm_ms_per_step"])]
+            for _, s in waits.iterrows()]
+    return _table("rank skew: time waiting for the slowest peer in matched collectives",
+                  ["rank", "op", "waits for", "wait ms/step", "of comm ms/step"], rows)
+
+
+def render(console: Console, runs: list[RunSummary], diagnoses: list[Diagnosis]) -> None:
+    """Rank overview, the phase and collective tables of the lowest rank, skew, findings."""
+    windows = len(runs) > 1
+    console.print(_rank_table(runs, windows))
+    for run in runs:
+        r = run.ranks[0]
+        where = f"rank {r.rank}" + (f", window {r.window}" if windows else "")
+        for note in r.notes:
+            console.print(f"[yellow]{escape(f'{where}: {note}')}[/yellow]")
+        if not r.phases.empty:
+            many = " (--json has every rank)" if len(run.ranks) > 1 else ""
+            console.print(_phase_table(r, f"phases, {where}: ms per step{many}"))
+        if not r.collectives.empty:
+            console.print(_collective_table(r, f"collectives, {where}"))
+        if not run.skew.empty and (run.skew["wait_ms_per_step"] > 0).any():
+            console.print(_skew_table(run.skew[run.skew["wait_ms_per_step"] > 0]))
+    if diagnoses:
+        console.print("[bold]findings[/bold]")
+        for d in diagnoses:
+            console.print(f"  • {escape(d.message)}")
+    else:
+        console.print("findings: none above the reporting thresholds")
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _num(v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def diff_json(a: str, b: str, diffs: list, steps: dict[int, tuple[float | None, float | None]]) -> dict[str, Any]:
+    ranks = []
+    for d in diffs:
+        sa, sb = steps[d.rank]
+        moved = d.phases[(d.phases[[f"{c}_delta" for c in ("cpu_ms", "gpu_busy_ms", "exposed_comm_ms")]].abs() > 1e-9).any(axis=1)]
+        ranks.append({"rank": d.rank, "step_ms_a": _num(sa), "step_ms_b": _num(sb),
+                      "step_ms_delta": _num(sb - sa) if sa is not None and sb is not None else None,
+                      "phases": _records(moved), "kernels": {"appeared": _records(d.appeared),
+                                                              "vanished": _records(d.vanished),
+                                                              "changed": _records(d.changed)},
+                      "collectives": _records(d.collectives), "notes": d.notes, "empty": d.empty})
+    return {"a": a, "b": b, "empty": all(r["empty"] for r in ranks), "ranks": ranks}
+
+
+def render_diff(console: Console, diffs: list, steps: dict[int, tuple[float | None, float | None]]) -> None:
+    for d in diffs:
+        sa, sb = steps[d.rank]
+        head = f"rank {d.rank}: step {_f(sa)} → {_f(sb)} ms"
+        if d.empty:
+            console.print(f"{head}: no difference", highlight=False)
+            continue
+        console.print(head, highlight=False)
+        p = d.phases
+        moved = p[(p[["cpu_ms_delta", "gpu_busy_ms_delta", "exposed_comm_ms_delta"]].abs() > 1e-9).any(axis=1)]
+        moved = moved.reindex(moved["gpu_busy_ms_delta"].abs().sort_values(ascending=False, kind="stable").index)
+        console.print(_table(f"phases, rank {d.rank}: ms per step (A → B)",
+                             ["phase", "CPU A", "CPU B", "Δ CPU", "GPU A", "GPU B", "Δ GPU", "Δ exposed comm"],
+                             [[r.phase, _f(r.cpu_ms_a), _f(r.cpu_ms_b), _f(r.cpu_ms_delta), _f(r.gpu_busy_ms_a),
+                               _f(r.gpu_busy_ms_b), _f(r.gpu_busy_ms_delta), _f(r.exposed_comm_ms_delta)]
+                              for r in moved.itertuples()], left=1))
+        for title, df in (("appeared in B", d.appeared), ("vanished from A", d.vanished), ("changed most", d.changed)):
+            if len(df):
+                console.print(_table(f"kernels {title}, rank {d.rank} (per step)",
+                                     ["kernel", "count A", "count B", "ms A", "ms B", "Δ ms"],
+                                     [[r.kernel[:90], _f(r.count_per_step_a, ".1f"), _f(r.count_per_step_b, ".1f"),
+                                       _f(r.ms_per_step_a, ".3f"), _f(r.ms_per_step_b, ".3f"), _f(r.ms_delta, ".3f")]
+                                      for r in df.itertuples()], left=1))
+        if len(d.collectives):
+            console.print(_table(f"collectives that changed, rank {d.rank} (per step)",
+                                 ["op", "dtype", "algo", "count A", "count B", "bytes A", "bytes B", "Δ ms"],
+                                 [[r.op, str(r.dtype), str(r.algo), _f(r.count_per_step_a, ".1f"), _f(r.count_per_step_b, ".1f"),
+                                   _f(r.median_bytes_a, ".0f"), _f(r.median_bytes_b, ".0f"), _f(r.ms_delta, ".3f")]
+                                  for r in d.collectives.itertuples()], left=3))
+        for n in d.notes:
+            console.print(f"note: {n}", highlight=False)
