@@ -148,3 +148,23 @@ def test_tokens_per_step_sweep_prints_one_table(tmp_path):
                  "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--warmup-steps", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "tokens-per-step sweep" in r.stdout and "4 × 3" in r.stdout and "4 × 6" in r.stdout
+
+
+def test_joins_a_group_launched_by_torchrun(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        "-m", "golfprof.cli", "train", "--steps", "3", "--bf16", "none", "--quiet",
+                        "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()  # one run, written by both ranks: nothing was spawned twice
+    assert json.loads((run_dir / "summary.json").read_text())["world_size"] == 2
+    assert (run_dir / "trace" / "rank1.pt.trace.json.gz").is_file()
+
+
+def test_slurm_variables_are_understood():
+    from golfprof.ablations.launch import launched_env
+    env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "MASTER_ADDR": "node0"}
+    info = launched_env(env)
+    assert (info.rank, info.world_size, info.local_rank) == (5, 8, 1)
+    assert launched_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) is None  # no MASTER_ADDR: not a torch launch
+    assert launched_env({}) is None
