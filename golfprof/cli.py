@@ -16,6 +16,7 @@ from golfprof.model.config import (
     CLIP_SCOPES, COMPILE_MODES, COMMS, LAYOUTS, ORTHOS, REPLICATED_MODES, RS_ORDERS, ConfigError,
     RunConfig, preset as load_preset, replace,
 )
+from golfprof.dashboards.command import dashboard
 from golfprof.traces.command import analyze, diff
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Profile and ablate banked-Muon speedrun trainers.")
 app.command("analyze")(analyze)
 app.command("diff")(diff)
+app.command("dashboard")(dashboard)
 console = Console()
 
 

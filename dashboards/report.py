@@ -1,0 +1,221 @@
+"""PATHs -> the dashboard page: find runs, load their traces, build frames, figures and sections.
+
+Timelines and overlap are drawn for one run per configuration (the earliest with traces): repeats
+of a configuration would draw the same picture again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from golfprof.ablations.regress import parse_bound
+from golfprof.ablations.samples import RunSamples, load_run
+from golfprof.ablations.variants import BASELINE
+from golfprof.model.config import ConfigError
+from golfprof.profiler.names import DEFAULT_PHASE_REGEX
+from golfprof.traces.discover import discover
+from golfprof.traces.load import TraceError, load_trace
+
+from . import charts, data, tables, timeline
+from .colors import palette
+from .page import Chart, Section, render, write_atomic
+from .runs import DashboardError, Run, find_runs
+
+
+@dataclass
+class Options:
+    max_increase: str = "5%"
+    baseline: Path | None = None  # trend baseline: run directory, summary.json or baseline file
+    baseline_variant: str | None = None  # comparison baseline: variant name or configuration label
+    order: str = "time"  # trend order: "time" (run start) or "given" (as PATHs list them)
+    step: int | None = None  # profiler step to draw; default the median-length one
+    phases: str = DEFAULT_PHASE_REGEX
+    title: str | None = None
+
+
+@dataclass
+class Report:
+    html: str
+    charts: dict[str, list[str]] = field(default_factory=dict)  # section kind -> ids of drawn charts
+    empty: dict[str, str] = field(default_factory=dict)  # section kind -> why nothing is drawn
+    runs: int = 0
+
+
+@dataclass
+class Traced:
+    run: Run
+    label: str
+    ranks: list[timeline.RankTrace]
+    window_note: str | None
+
+
+def _load_traced(run: Run, label: str, pattern: re.Pattern[str]) -> Traced | None:
+    if not run.traces():
+        return None
+    try:
+        found = discover(run.path)
+        window = found.windows[0]
+        ranks = [timeline.load_rank(load_trace(tf.path), rank, pattern) for rank, tf in sorted(window.items())]
+    except TraceError as e:
+        raise DashboardError(str(e)) from None
+    note = f"{run.name}: {len(found.windows)} profiling windows, the first is drawn" if len(found.windows) > 1 else None
+    return Traced(run, label, ranks, note)
+
+
+def _comparison_baseline(runs: list[Run], labels: list[str], wanted: str | None) -> str:
+    by_variant = {str(r.summary.get("variant")): lab for r, lab in reversed(list(zip(runs, labels)))}
+    if wanted is not None:
+        if wanted in labels:
+            return wanted
+        if wanted in by_variant:
+            return by_variant[wanted]
+        raise DashboardError(f"--baseline-variant {wanted!r} is not among the runs: {', '.join(dict.fromkeys(labels))}")
+    for r in runs:
+        if r.matrix_baseline in by_variant:
+            return by_variant[r.matrix_baseline]
+    return by_variant.get(BASELINE, labels[0])
+
+
+def _timeline_sections(traced: list[Traced], colors: dict[str, str], step: int | None,
+                       any_runs: int) -> tuple[Section, Section]:
+    tl_sec = Section("timeline", "Step timeline",
+                     "One profiled step per rank: CPU threads show the innermost open phase, GPU streams the kernels "
+                     "coloured by the phase that launched them, and the red lane the communication time with no compute "
+                     "kernel running. Hover for the numbers; drag to zoom.")
+    ov_sec = Section("overlap", "Communication overlap",
+                     "Per phase and rank: NCCL kernel time per profiled step, split into the part hidden under compute "
+                     "kernels and the exposed part (nothing else running on the GPU). 'all phases' is the union.")
+    for i, t in enumerate(traced):
+        chosen = step if step is not None else timeline.pick_step(t.ranks[0])
+        try:
+            origin = timeline.step_start(t.ranks[0], chosen)
+        except KeyError:
+            profiled = ", ".join(str(s) for s in t.ranks[0].steps["step"])
+            raise DashboardError(f"--step {chosen}: not a profiled step of {t.run.name} (profiled: {profiled})") from None
+        tls = []
+        for rt in t.ranks:
+            try:
+                tls.append(timeline.step_timeline(rt, chosen, origin))
+            except KeyError:
+                tl_sec.notes.append(f"{t.run.name}: rank {rt.rank}'s trace lacks profiler step {chosen}; not drawn")
+        if t.window_note:
+            tl_sec.notes.append(t.window_note)
+        if sum(len(x.segments) for x in tls):
+            lo = tls[0]
+            gpu = f" · its GPU work ends at {lo.gpu_end_ms:.1f} ms" if lo.gpu_end_ms is not None else ""
+            title = (f"Step timeline · {t.label}<br><sup>{t.run.name} · profiler step {lo.step} · {len(tls)} rank(s) · "
+                     f"rank {lo.rank}: CPU step {lo.cpu_step_ms:.1f} ms{gpu}</sup>")
+            tl_sec.charts.append(Chart(f"chart-timeline-{i}", charts.timeline_figure(tls, colors, title),
+                                       tables.timeline_table(tls)))
+        if all(rt.gpu.empty for rt in t.ranks):
+            tl_sec.notes.append(f"{t.run.name}: CPU-only trace (no GPU events): lanes are CPU threads, collectives "
+                                "run on their own threads")
+        ov = pd.concat([timeline.comm_overlap(rt) for rt in t.ranks], ignore_index=True)
+        if not ov.empty:
+            title = f"Communication hidden vs exposed · {t.label}<br><sup>{t.run.name} · ms per profiled step</sup>"
+            ov_sec.charts.append(Chart(f"chart-overlap-{i}", charts.overlap_figure(ov, title), tables.overlap_table(ov)))
+    if not traced:
+        tl_sec.empty = (f"none of the {any_runs} run(s) has a trace (trace/rank*.pt.trace.json.gz); "
+                        "record one with --profile-steps")
+    elif not tl_sec.charts:
+        tl_sec.empty = "the traces hold no phase ranges or GPU work in their profiled steps"
+    if not ov_sec.charts:
+        if not traced:
+            ov_sec.empty = "no traces"
+        elif all(rt.gpu.empty for t in traced for rt in t.ranks):
+            ov_sec.empty = "the traces have no GPU events (CPU runs): overlap is measured on GPU communication kernels"
+        else:
+            ov_sec.empty = ("no communication kernels in the traces (a single-GPU run launches none; "
+                            "NCCL kernels appear with --nproc 2 or more)")
+    return tl_sec, ov_sec
+
+
+def _comparison_section(runs: list[Run], labels: list[str], baseline: str, colors: dict[str, str]) -> Section:
+    cmp = data.comparison(runs, labels, baseline)
+    sec = Section("comparison", "Variant comparison",
+                  "Per configuration: median ms per step stacked by the always-on phase timers (direct children of "
+                  "the step; 'outside phases' is the rest), whiskers the 95% CI from the repeated runs (one run: from "
+                  "batches of its steps), and the optimizer on its own scale. Same statistics as comparison.json.")
+    sec.charts.append(Chart("chart-comparison", charts.comparison_figure(cmp, colors), tables.comparison_table(cmp),
+                            caption=f"baseline: {baseline}"))
+    return sec
+
+
+def _trend_section(runs: list[Run], labels: list[str], opts: Options, bound: float) -> Section:
+    series = data.ordered(runs, opts.order)
+    order_of = {id(r): i for i, r in enumerate(runs)}
+    series_labels = [labels[order_of[id(r)]] for r in series]
+    if opts.baseline is not None:
+        try:
+            base: RunSamples = load_run(opts.baseline)
+        except ConfigError as e:
+            raise DashboardError(f"--baseline: {e}") from None
+        base_name = str(opts.baseline)
+    else:
+        base, base_name = series[0].samples, series[0].name
+    frame, notes = data.trend(series, series_labels, base, bound)
+    how = "by run start time" if opts.order == "time" else "in the order given"
+    sec = Section("trend", "Trend",
+                  f"ms/step and optimizer ms over the runs ({how}), against the baseline {base_name}: the dashed line "
+                  f"is the regression threshold (+{bound:g}%, as golfprof regress --max-increase); red points are "
+                  "significant regressions beyond it, orange ones are above it without significance.", notes=notes)
+    n = frame["run"].nunique() if not frame.empty else 0
+    if n >= 2:
+        sec.charts.append(Chart("chart-trend", charts.trend_figure(frame, bound), tables.trend_table(frame)))
+    else:
+        sec.empty = f"a trend needs two or more comparable runs; there {'is' if n == 1 else 'are'} {n}"
+    return sec
+
+
+def build(paths: list[Path], opts: Options) -> Report:
+    """Everything but the write; raises DashboardError on bad input."""
+    try:
+        bound = parse_bound(opts.max_increase)
+        pattern = re.compile(opts.phases)
+    except ConfigError as e:
+        raise DashboardError(str(e)) from None
+    except re.error as e:
+        raise DashboardError(f"--phases {opts.phases!r} is not a valid regex ({e})") from None
+    if opts.order not in ("time", "given"):
+        raise DashboardError(f"--order {opts.order!r}: valid: time, given")
+    found = find_runs(paths)
+    runs = found.runs
+    labels = data.group_labels([r.summary for r in runs])
+    baseline = _comparison_baseline(runs, labels, opts.baseline_variant)
+    traced = []
+    for label in dict.fromkeys(labels):
+        first = next((r for r in data.ordered([r for r, lab in zip(runs, labels) if lab == label], "time") if r.traces()),
+                     None)
+        t = _load_traced(first, label, pattern) if first is not None else None
+        if t is not None:
+            traced.append(t)
+    phase_names = [p for t in traced for rt in t.ranks for p in rt.phase_order]
+    phase_names += [p for t in traced for rt in t.ranks for p in pd.unique(rt.gpu["phase"])]
+    phase_names += [p for t in traced for rt in t.ranks for p in pd.unique(rt.collectives_cpu["name"])]
+    stack = data.stack_phases([r.samples for r in runs])
+    colors = palette([*stack, *phase_names, data.OUTSIDE, timeline.EXPOSED])
+    tl_sec, ov_sec = _timeline_sections(traced, colors, opts.step, len(runs))
+    sections = [tl_sec, ov_sec, _comparison_section(runs, labels, baseline, colors), _trend_section(runs, labels, opts, bound)]
+    devices = sorted({str(r.summary.get("device")) for r in runs})
+    meta = [f"{len(runs)} run(s), {len(set(labels))} configuration(s) · {', '.join(devices)}",
+            "from: " + " ".join(str(p) for p in paths),
+            f"generated {dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')} by golfprof dashboard"]
+    meta += [f"note: {n}" for n in found.notes]
+    title = opts.title or f"golfprof dashboard · {', '.join(devices)}"
+    return Report(html=render(title, meta, sections), runs=len(runs),
+                  charts={s.kind: [c.id for c in s.charts] for s in sections if s.charts},
+                  empty={s.kind: s.empty for s in sections if not s.charts and s.empty})
+
+
+def write(paths: list[Path], out: Path, opts: Options) -> Report:
+    report = build(paths, opts)
+    try:
+        write_atomic(out, report.html)
+    except OSError as e:
+        raise DashboardError(f"{out}: cannot write ({e.strerror or e})") from None
+    return report

@@ -1,0 +1,152 @@
+"""PATH... -> the run directories a dashboard draws, each read once (the only file reading here).
+
+A PATH is a run directory (it has summary.json), a matrix folder (matrix.json names its runs and
+baseline), or a folder holding either, one or two levels down (``runs/`` with matrices inside).
+Failed or interrupted runs are skipped with a note, never drawn as zeros.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from golfprof.ablations.samples import RunSamples, load_run
+from golfprof.model.config import ConfigError
+
+_STAMP = re.compile(r"^(\d{8}-\d{6})")
+_MAX_DEPTH = 2
+
+
+class DashboardError(ValueError):
+    """Bad input, explained in one line (the command prints it and exits 2)."""
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str  # unique display name
+    summary: dict[str, Any]
+    env: dict[str, Any]
+    started: float  # seconds since the epoch
+    samples: RunSamples
+    matrix_baseline: str | None = None  # the baseline variant of the matrix holding this run
+
+    @property
+    def git(self) -> str | None:
+        rev = self.env.get("git_revision")
+        return rev[:10] if isinstance(rev, str) and rev else None
+
+    def traces(self) -> list[Path]:
+        return sorted((self.path / "trace").glob("rank*.pt.trace.json*"))
+
+
+@dataclass
+class Found:
+    runs: list[Run]
+    notes: list[str] = field(default_factory=list)
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise DashboardError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DashboardError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise DashboardError(f"{path}: expected a JSON object")
+    return data
+
+
+def started(path: Path) -> float:
+    """Run start: the timestamp golfprof puts in the folder name, else when config.json was written."""
+    m = _STAMP.match(path.name)
+    if m:
+        return dt.datetime.strptime(m.group(1), "%Y%m%d-%H%M%S").timestamp()
+    probe = path / "config.json"
+    return (probe if probe.exists() else path).stat().st_mtime
+
+
+def _read_run(path: Path, matrix_baseline: str | None) -> Run:
+    summary = _json(path / "summary.json")
+    if not isinstance(summary.get("ms_per_step"), (int, float)):
+        raise DashboardError(f"{path / 'summary.json'}: no ms_per_step (not a finished golfprof run)")
+    env = _json(path / "env.json") if (path / "env.json").exists() else {}
+    try:
+        samples = load_run(path)
+    except (ConfigError, KeyError, OSError, ValueError) as e:
+        raise DashboardError(f"{path}: cannot read its step samples ({e})") from None
+    return Run(path=path, name=path.name, summary=summary, env=env, started=started(path), samples=samples,
+               matrix_baseline=matrix_baseline)
+
+
+def _matrix(folder: Path, notes: list[str]) -> list[Run]:
+    state = _json(folder / "matrix.json")
+    runs_state = state.get("runs")
+    if not isinstance(runs_state, dict):
+        raise DashboardError(f"{folder / 'matrix.json'}: no runs")
+    baseline = state.get("baseline") if isinstance(state.get("baseline"), str) else None
+    out = []
+    for name, info in runs_state.items():  # execution order: interleaved A B A B
+        status = info.get("status") if isinstance(info, dict) else None
+        if status != "ok" or not (folder / name / "summary.json").exists():
+            why = info.get("error", status) if isinstance(info, dict) else "unknown"
+            notes.append(f"{folder.name}/{name}: skipped ({why})")
+            continue
+        out.append(_read_run(folder / name, baseline))
+    return out
+
+
+def _expand(path: Path, depth: int, notes: list[str]) -> list[Run]:
+    if (path / "summary.json").is_file():
+        return [_read_run(path, None)]
+    if (path / "matrix.json").is_file():
+        return _matrix(path, notes)
+    if depth >= _MAX_DEPTH:
+        return []
+    out = []
+    for child in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if ".incomplete-" in child.name or ((child / "config.json").exists() and not (child / "summary.json").exists()):
+            notes.append(f"{child}: skipped (no summary.json: an interrupted or failed run)")
+            continue
+        out += _expand(child, depth + 1, notes)
+    return out
+
+
+def find_runs(paths: list[Path]) -> Found:
+    """Every finished run under PATHs, each once, in argument order (folders in name order)."""
+    if not paths:
+        raise DashboardError("no PATH given: pass run directories, matrix folders or folders of runs")
+    notes: list[str] = []
+    runs: list[Run] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_file() and p.name == "summary.json":
+            p = p.parent
+        if not p.exists():
+            raise DashboardError(f"{p}: no such file or directory")
+        if not p.is_dir():
+            raise DashboardError(f"{p}: not a run directory, matrix folder or folder of runs")
+        try:
+            found = _expand(p, 0, notes)
+        except PermissionError as e:
+            raise DashboardError(f"{p}: cannot read ({e.strerror})") from None
+        if not found:
+            raise DashboardError(f"{p}: no run directories (folders with a summary.json) found")
+        runs += found
+    seen: set[Path] = set()
+    unique = []
+    for r in runs:
+        key = r.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    names = [r.name for r in unique]
+    for r in unique:
+        if names.count(r.name) > 1:  # matrices reuse <variant>-r<k>: name the folder too
+            r.name = f"{r.path.parent.name}/{r.path.name}"
+    return Found(unique, notes)
