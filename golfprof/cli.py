@@ -41,7 +41,7 @@ def _choice(name: str, value: Optional[str], valid: tuple[str, ...]) -> Optional
     return value
 
 
-Preset = Annotated[str, typer.Option(help="Model/batch preset: full or tiny.")]
+Preset = Annotated[str, typer.Option(help="Model/batch preset: full, tiny or golf7l.")]
 Steps = Annotated[Optional[int], typer.Option(help="Optimizer steps (default: the preset's).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Layout = Annotated[Optional[str], typer.Option(help=f"Weight layout: {', '.join(LAYOUTS)}.")]
