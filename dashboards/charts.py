@@ -15,12 +15,15 @@ from plotly.subplots import make_subplots
 
 from golfprof.profiler import names
 
-from .colors import EXPOSED, FIXED, HIDDEN
+from .colors import DIFF, EXPOSED, FIXED, HIDDEN
 from .data import OUTSIDE, Comparison, short_phase
+from .diffs import APPEARED, CHANGED, VANISHED
 from .timeline import RankTimeline
 
 FONT = dict(family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size=12)
 _MAX_LABEL = 90
+MAX_BARS = 25  # rows of a diff chart; its table lists every row
+_KERNEL_LABEL = 60  # kernel names on a diff chart's axis; the hover and the table have them whole
 
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
@@ -209,3 +212,60 @@ def trend_figure(frame: pd.DataFrame, bound_pct: float) -> go.Figure:
     fig.update_xaxes(title="run (oldest first)", row=len(metrics), col=1, tickangle=-20)
     return _layout(fig, f"Trend: ms/step and optimizer ms across runs (threshold: +{bound_pct:g}% over the baseline)",
                    300 + 260 * len(metrics))
+
+
+def _ms(v: float, sign: str = "") -> str:
+    """A CPU-only side has no GPU figures (NaN): a dash, not 'nan'."""
+    return "–" if math.isnan(v) else f"{v:{sign}.3f}"
+
+
+def _row_label(name: str, rank: int, ranks: list[int]) -> str:
+    return f"r{rank} · {name}" if len(ranks) > 1 else name
+
+
+def _diff_axes(fig: go.Figure, labels: list[str], x_title: str) -> None:
+    """Rows by position (two kernels may clip to the same label), largest change on top, zero line drawn."""
+    ys = list(range(len(labels)))
+    fig.update_yaxes(tickvals=ys, ticktext=labels, autorange="reversed", title=None, showgrid=False)
+    fig.update_xaxes(title=x_title, zeroline=True, zerolinecolor="#444", zerolinewidth=1, showgrid=True)
+
+
+def diff_phase_figure(frame: pd.DataFrame, ranks: list[int], title: str) -> go.Figure:
+    """Per moved phase (largest |Δ| first): Δ GPU busy and Δ CPU ms per step, B − A."""
+    f = frame.head(MAX_BARS).reset_index(drop=True)
+    names = [short_phase(p) for p in f["phase"]]
+    text = [f"<b>{n}</b> · rank {r}<br>GPU busy {_ms(ga)} → {_ms(gb)} ms/step (Δ {_ms(gd, '+')})<br>"
+            f"CPU {_ms(ca)} → {_ms(cb)} ms/step (Δ {_ms(cd, '+')})<br>exposed communication Δ {_ms(ed, '+')} ms/step"
+            for n, r, ga, gb, gd, ca, cb, cd, ed in zip(
+                names, f["rank"], f["gpu_busy_ms_a"], f["gpu_busy_ms_b"], f["gpu_busy_ms_delta"], f["cpu_ms_a"],
+                f["cpu_ms_b"], f["cpu_ms_delta"], f["exposed_comm_ms_delta"])]
+    fig = go.Figure()
+    for key, name in (("gpu_busy_ms", "Δ GPU busy"), ("cpu_ms", "Δ CPU")):
+        fig.add_trace(go.Bar(y=f.index, x=f[f"{key}_delta"].fillna(0.0), orientation="h", name=f"{name} (ms/step)",
+                             marker=dict(color=DIFF[key]), hovertext=text, hoverinfo="text"))
+    fig.update_layout(barmode="group", bargap=0.25, legend=dict(title="B − A"))
+    _diff_axes(fig, [_row_label(n, r, ranks) for n, r in zip(names, f["rank"])],
+               "Δ ms per profiled step, B − A (GPU busy: union of the phase's kernels; CPU: the phase's range)")
+    return _layout(fig, title, max(320, 160 + 34 * len(f)))
+
+
+def diff_kernel_figure(frame: pd.DataFrame, ranks: list[int], title: str) -> go.Figure:
+    """Kernel groups with the largest |Δ ms per step|, one bar each, coloured by appeared, vanished or changed."""
+    f = frame.head(MAX_BARS).reset_index(drop=True)
+    fig = go.Figure()
+    for kind in (APPEARED, VANISHED, CHANGED):
+        s = f[f["kind"] == kind]
+        if s.empty:
+            continue
+        text = [f"<b>{_clip(k)}</b> · rank {r}<br>{kind}<br>count {na:g} → {nb:g} per step (Δ {nd:+g})<br>"
+                f"{ma:.3f} → {mb:.3f} ms/step (Δ {md:+.3f})"
+                for k, r, na, nb, nd, ma, mb, md in zip(s["kernel"], s["rank"], s["count_per_step_a"],
+                                                         s["count_per_step_b"], s["count_delta"], s["ms_per_step_a"],
+                                                         s["ms_per_step_b"], s["ms_delta"])]
+        fig.add_trace(go.Bar(y=s.index, x=s["ms_delta"], orientation="h", name=kind,
+                             marker=dict(color=DIFF[kind]), hovertext=text, hoverinfo="text"))
+    fig.update_layout(barmode="overlay", bargap=0.3, legend=dict(title="kernel group"))
+    labels = [k if len(k) <= _KERNEL_LABEL else k[: _KERNEL_LABEL - 1] + "…" for k in f["kernel"]]
+    _diff_axes(fig, [_row_label(k, r, ranks) for k, r in zip(labels, f["rank"])],
+               "Δ GPU time per profiled step, B − A (ms; communication kernels excluded)")
+    return _layout(fig, title, max(320, 160 + 24 * len(f)))

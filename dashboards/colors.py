@@ -11,6 +11,7 @@ import re
 
 from golfprof.profiler import names
 
+from .diffs import APPEARED, CHANGED, VANISHED
 from .timeline import COLLECTIVE_RANGE_RE, EXPOSED, NO_PHASE
 
 HIDDEN = "hidden under compute"
@@ -21,6 +22,8 @@ FIXED = {
     names.REPLICATED_ALLREDUCE: "#ff9da6", names.PLANTED_DELAY: "#000000", NO_PHASE: "#e0e0e0",
     EXPOSED: "#d62728", HIDDEN: "#8cd17d", "outside phases": "#d9d9d9",
 }
+# Diff bars: GPU and CPU deltas apart at a glance; new kernel work red, removed green, resized blue.
+DIFF = {"gpu_busy_ms": "#1f77b4", "cpu_ms": "#b8a1d9", APPEARED: "#e45756", VANISHED: "#54a24b", CHANGED: "#4c78a8"}
 _BANK_RE = re.compile(r"/muon/(?P<bank>[^/]+)/(?P<kind>wait|orthogonalize|all_gather)$")
 _SHADES = {
     "orthogonalize": ["#1b7837", "#5aae61", "#a6dba0", "#2d6a4f", "#74c69d", "#40916c"],

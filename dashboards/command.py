@@ -10,6 +10,7 @@ import typer
 
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 
+from .diffs import MAX_DIFFS
 from .report import Options, write
 from .runs import DashboardError
 
@@ -27,10 +28,12 @@ def dashboard(
                                        "median-length one)"),
     phases: str = typer.Option(DEFAULT_PHASE_REGEX, "--phases", help="regex picking the CPU ranges that are phases"),
     title: Optional[str] = typer.Option(None, "--title", help="page title"),
+    diff: bool = typer.Option(True, "--diff/--no-diff", help="Diff section: the baseline run's traces against up to "
+                              f"{MAX_DIFFS} other runs' (phases, kernels), when two or more runs have traces"),
 ) -> None:
-    """Write one HTML dashboard: step timeline, communication overlap, variant comparison, trend."""
+    """Write one HTML dashboard: step timeline, communication overlap, variant comparison, diff, trend."""
     opts = Options(max_increase=max_increase, baseline=baseline, baseline_variant=baseline_variant, order=order,
-                   step=step, phases=phases, title=title)
+                   step=step, phases=phases, title=title, diff=diff)
     try:
         report = write(paths, out, opts)
     except DashboardError as e:

@@ -1,7 +1,8 @@
 """PATHs -> the dashboard page: find runs, load their traces, build frames, figures and sections.
 
 Timelines and overlap are drawn for one run per configuration (the earliest with traces): repeats
-of a configuration would draw the same picture again.
+of a configuration would draw the same picture again. The diff reads the traces the timeline has
+loaded, so a trace drawn and diffed is parsed once.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from golfprof.ablations.samples import RunSamples, load_run
 from golfprof.ablations.variants import BASELINE
 from golfprof.model.config import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
+from golfprof.traces.command import _load_ranks
 from golfprof.traces.discover import discover
+from golfprof.traces.kernels import kernel_table
 from golfprof.traces.load import TraceError, load_trace
+from golfprof.traces.summary import summarize_rank
 
-from . import charts, data, tables, timeline
+from . import charts, data, diffs, tables, timeline
 from .colors import palette
 from .page import Chart, Section, render, write_atomic
 from .runs import DashboardError, Run, find_runs
@@ -36,6 +40,7 @@ class Options:
     step: int | None = None  # profiler step to draw; default the median-length one
     phases: str = DEFAULT_PHASE_REGEX
     title: str | None = None
+    diff: bool = True  # the Diff section, when two or more runs have traces
 
 
 @dataclass
@@ -52,19 +57,34 @@ class Traced:
     label: str
     ranks: list[timeline.RankTrace]
     window_note: str | None
+    diff_inputs: diffs.RankInputs | None  # what golfprof diff reads, when this run is diffed
 
 
-def _load_traced(run: Run, label: str, pattern: re.Pattern[str]) -> Traced | None:
-    if not run.traces():
-        return None
+def _load_traced(run: Run, label: str, pattern: re.Pattern[str], diffed: bool) -> Traced:
+    """The first profiling window's ranks; each trace is parsed once, for the timeline and the diff alike."""
+    ranks, inputs = [], {}
     try:
         found = discover(run.path)
-        window = found.windows[0]
-        ranks = [timeline.load_rank(load_trace(tf.path), rank, pattern) for rank, tf in sorted(window.items())]
+        for rank, tf in sorted(found.windows[0].items()):
+            trace = load_trace(tf.path)
+            ranks.append(timeline.load_rank(trace, rank, pattern))
+            if diffed:
+                inputs[rank] = (summarize_rank(trace, rank, pattern), kernel_table(trace))
     except TraceError as e:
         raise DashboardError(str(e)) from None
     note = f"{run.name}: {len(found.windows)} profiling windows, the first is drawn" if len(found.windows) > 1 else None
-    return Traced(run, label, ranks, note)
+    return Traced(run, label, ranks, note, inputs if diffed else None)
+
+
+def _first_traced(runs: list[Run], labels: list[str]) -> dict[str, Run]:
+    """Configuration label -> its earliest run with traces: the one its timeline draws."""
+    out = {}
+    for label in dict.fromkeys(labels):
+        mine = data.ordered([r for r, lab in zip(runs, labels) if lab == label], "time")
+        first = next((r for r in mine if r.traces()), None)
+        if first is not None:
+            out[label] = first
+    return out
 
 
 def _comparison_baseline(runs: list[Run], labels: list[str], wanted: str | None) -> str:
@@ -146,6 +166,71 @@ def _comparison_section(runs: list[Run], labels: list[str], baseline: str, color
     return sec
 
 
+def _diff_inputs(run: Run, traced: list[Traced], pattern: re.Pattern[str]) -> diffs.RankInputs:
+    """From the timeline's load when the run is drawn there; a repeat is read as golfprof diff reads it."""
+    for t in traced:
+        if t.run is run and t.diff_inputs is not None:
+            return t.diff_inputs
+    try:
+        return _load_ranks(run.path, pattern)
+    except TraceError as e:
+        raise DashboardError(str(e)) from None
+
+
+def _diff_charts(i: int, d: diffs.RunDiff, head: str) -> list[Chart]:
+    step = diffs.step_change(d, d.ranks[0])
+    sub = f"{d.b} − {d.a} · rank{'s' if len(d.ranks) > 1 else ''} {', '.join(map(str, d.ranks))}"
+    sub += f" · rank {d.ranks[0]}: {step}" if step else ""
+    out = []
+    for kind, frame, what, figure, table in (
+            ("phases", d.phases, "Δ ms per step by phase", charts.diff_phase_figure, tables.diff_phase_table),
+            ("kernels", d.kernels, "kernel groups that appeared, vanished or changed most", charts.diff_kernel_figure,
+             tables.diff_kernel_table)):
+        if frame.empty:
+            continue
+        cut = ""
+        if len(frame) > charts.MAX_BARS:
+            cut = f" · largest {charts.MAX_BARS} of {len(frame)} (the table lists all)"
+        title = f"Diff · {head}: {what}<br><sup>{sub}{cut}</sup>"
+        out.append(Chart(f"chart-diff-{kind}-{i}", figure(frame, d.ranks, title), table(frame)))
+    if out:
+        out[0].caption = " · ".join(d.notes)
+    return out
+
+
+def _diff_section(base: Run, others: list[Run], left_out: int, label_of: dict[int, str], baseline: str,
+                  inputs: dict[int, diffs.RankInputs]) -> Section:
+    sec = Section("diff", "Diff",
+                  f"The baseline run {base.name} (A) against up to {diffs.MAX_DIFFS} other runs with traces (B), as "
+                  "golfprof diff A B computes it on the first profiling window: per phase the change in GPU busy and "
+                  "CPU time per step, largest first, then the kernel groups that appeared in B, vanished from A or "
+                  "changed most. Positive: B spends more.")
+    a_label = label_of[id(base)]
+    if a_label != baseline:
+        sec.notes.append(f"the comparison baseline {baseline} has no traces: A is {base.name} ({a_label})")
+    same = 0
+    for i, run in enumerate(others):
+        d = diffs.diff_runs(base.name, inputs[id(base)], run.name, inputs[id(run)])
+        b_label = label_of[id(run)]
+        head = f"{b_label} vs {a_label}" if b_label != a_label else f"{b_label}: {run.name} vs {base.name}"
+        if d.same:
+            same += 1
+            sec.notes.append(f"{run.name} vs {base.name}: no difference — the same phase times, kernels and "
+                             f"collectives per step on rank(s) {', '.join(map(str, d.ranks))}")
+            continue
+        drawn = _diff_charts(i, d, head)
+        if not drawn:
+            sec.notes += [f"{run.name} vs {base.name}: {n}" for n in d.notes]
+        sec.charts += drawn
+    if left_out:
+        sec.notes.append(f"{left_out} more run(s) with traces not diffed (at most {diffs.MAX_DIFFS}): "
+                         "golfprof diff A B compares any two")
+    if not sec.charts:
+        sec.empty = ("no difference: the diffed runs' traces match the baseline's" if same == len(others)
+                     else "no phase or kernel time moved (see the notes)")
+    return sec
+
+
 def _trend_section(runs: list[Run], labels: list[str], opts: Options, bound: float) -> Section:
     series = data.ordered(runs, opts.order)
     order_of = {id(r): i for i, r in enumerate(runs)}
@@ -187,13 +272,11 @@ def build(paths: list[Path], opts: Options) -> Report:
     runs = found.runs
     labels = data.group_labels([r.summary for r in runs])
     baseline = _comparison_baseline(runs, labels, opts.baseline_variant)
-    traced = []
-    for label in dict.fromkeys(labels):
-        first = next((r for r in data.ordered([r for r, lab in zip(runs, labels) if lab == label], "time") if r.traces()),
-                     None)
-        t = _load_traced(first, label, pattern) if first is not None else None
-        if t is not None:
-            traced.append(t)
+    firsts = _first_traced(runs, labels)
+    with_traces = [r for r in data.ordered(runs, "time") if r.traces()]
+    base, others, left_out = diffs.plan(firsts, with_traces, baseline) if opts.diff else (None, [], 0)
+    diffed = {id(r) for r in [base, *others]} if others else set()
+    traced = [_load_traced(r, label, pattern, id(r) in diffed) for label, r in firsts.items()]
     phase_names = [p for t in traced for rt in t.ranks for p in rt.phase_order]
     phase_names += [p for t in traced for rt in t.ranks for p in pd.unique(rt.gpu["phase"])]
     phase_names += [p for t in traced for rt in t.ranks for p in pd.unique(rt.collectives_cpu["name"])]
@@ -201,6 +284,10 @@ def build(paths: list[Path], opts: Options) -> Report:
     colors = palette([*stack, *phase_names, data.OUTSIDE, timeline.EXPOSED])
     tl_sec, ov_sec = _timeline_sections(traced, colors, opts.step, len(runs))
     sections = [tl_sec, ov_sec, _comparison_section(runs, labels, baseline, colors), _trend_section(runs, labels, opts, bound)]
+    if base is not None and others:
+        label_of = {id(r): lab for r, lab in zip(runs, labels)}
+        inputs = {id(r): _diff_inputs(r, traced, pattern) for r in (base, *others)}
+        sections.insert(3, _diff_section(base, others, left_out, label_of, baseline, inputs))
     devices = sorted({str(r.summary.get("device")) for r in runs})
     meta = [f"{len(runs)} run(s), {len(set(labels))} configuration(s) · {', '.join(devices)}",
             "from: " + " ".join(str(p) for p in paths),

@@ -59,3 +59,22 @@ def trend_table(frame: pd.DataFrame) -> pd.DataFrame:
         "baseline ms": frame["baseline"], "threshold ms": frame["threshold"], "change %": frame["change_pct"],
         "regressed": ["yes" if r else "no" for r in frame["regressed"]], "gate": frame["why"],
     })
+
+
+def diff_phase_table(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "rank": frame["rank"], "phase": [short_phase(p) for p in frame["phase"]],
+        "GPU busy A ms/step": frame["gpu_busy_ms_a"], "GPU busy B ms/step": frame["gpu_busy_ms_b"],
+        "Δ GPU busy ms/step": frame["gpu_busy_ms_delta"], "CPU A ms/step": frame["cpu_ms_a"],
+        "CPU B ms/step": frame["cpu_ms_b"], "Δ CPU ms/step": frame["cpu_ms_delta"],
+        "Δ exposed comm ms/step": frame["exposed_comm_ms_delta"],
+    })
+
+
+def diff_kernel_table(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "rank": frame["rank"], "kind": frame["kind"], "kernel group": frame["kernel"],
+        "count/step A": frame["count_per_step_a"], "count/step B": frame["count_per_step_b"],
+        "Δ count/step": frame["count_delta"], "ms/step A": frame["ms_per_step_a"], "ms/step B": frame["ms_per_step_b"],
+        "Δ ms/step": frame["ms_delta"],
+    })

@@ -23,7 +23,8 @@ def name_pattern(name: str) -> str:
     `void at::native::elementwise_kernel<128, 2, ...>(...)` -> `at::native::elementwise_kernel`,
     `triton_poi_fused_add_mul_3` -> `triton_poi_fused_add_mul`, `nvjet_hsh_192x192_64x4` -> `nvjet_hsh_#x#_#x#`.
     """
-    base = _ARGS.sub("", name.removeprefix("void ")).strip()
+    plain = name.removeprefix("void ").replace("(anonymous namespace)::", "")
+    base = _ARGS.sub("", plain).strip() or plain
     return _DIGITS.sub("#", _SUFFIX.sub("", base))
 
 

@@ -13,7 +13,8 @@ Each profiled step of a rank follows the Parallel Muon schedule of two banks (a,
 
 (µs from the step start; backward kernels end at 6250, so RS_a is exposed.) Per step and rank:
 reduce_scatter_launch 1.0 ms of which 0.52 exposed; a/all_gather 0.4 ms, 0.07 exposed;
-b/all_gather ag_b ms, all exposed.
+b/all_gather ag_b ms, all exposed. ``planted_us`` adds one more kernel (``PLANTED``) to
+update_apply, [9000, 9000 + planted_us) on the compute stream: what a diff must find.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MUON = "golfprof/step/optimizer/muon"
 EXPECTED = {  # phase -> (comm ms, exposed ms) per step, for ag_b = 0.4 ms
     RS_LAUNCH: (1.0, 0.52), f"{MUON}/a_bank/all_gather": (0.4, 0.07), f"{MUON}/b_bank/all_gather": (0.4, 0.4),
 }
+PLANTED = "planted_copy_kernel"
 TOGGLES = {"explicit_banks": {"layout": "banked", "comm": "explicit", "ortho": "ns5"},
            "ddp_banks": {"layout": "banked", "comm": "ddp", "ortho": "ns5"}}
 
@@ -57,7 +59,7 @@ class _Trace:
                             "dur": dur, "args": {"stream": stream, "correlation": self.corr, "device": 0}})
 
 
-def trace_doc(rank: int, world: int, variant: str, ag_b_us: float = 400.0) -> dict[str, Any]:
+def trace_doc(rank: int, world: int, variant: str, ag_b_us: float = 400.0, planted_us: float = 0.0) -> dict[str, Any]:
     t = _Trace()
     for i, step in enumerate(PROFILED):
         o = i * STEP_US
@@ -91,6 +93,8 @@ def trace_doc(rank: int, world: int, variant: str, ag_b_us: float = 400.0) -> di
                  ag_b_us, stream=20)
         t.cpu("golfprof/step/optimizer/update_apply", o + 8860, 740)
         t.kernel("update_apply", o + 8870, o + 8900, 100)
+        if planted_us:
+            t.kernel(f"void {PLANTED}<float, 4>(float*, long)", o + 8880, o + 9000, planted_us)
         t.cpu("golfprof/step/ema", o + 9810, 90)
         t.kernel("ema_kernel", o + 9815, o + 9850, 30)
     meta = {"variant": variant, "rank": rank, "world_size": world, "config": {"toggles": TOGGLES[variant]},
@@ -124,7 +128,8 @@ def _phase_ms(base_ms: float, optimizer_ms: float) -> dict[str, float]:
 
 
 def write_run(path: Path, variant: str, ms: float, optimizer_ms: float, seed: int, world: int = 2,
-              trace: bool = True, git: str | None = None, noise: float = 0.01, ag_b_us: float = 400.0) -> Path:
+              trace: bool = True, git: str | None = None, noise: float = 0.01, ag_b_us: float = 400.0,
+              planted_us: float = 0.0) -> Path:
     """A finished run: per-step ms ~ N(ms, noise·ms), phases scaled to match, traces for every rank."""
     rng = np.random.default_rng(seed)
     steps = np.arange(STEPS)
@@ -141,7 +146,7 @@ def write_run(path: Path, variant: str, ms: float, optimizer_ms: float, seed: in
                 for s in steps for p, v in _phase_ms(ms_s[s], opt_s[s]).items()]
         pd.DataFrame(rows).to_parquet(path / "phases" / f"rank{r}.parquet", index=False)
         if trace:
-            write_trace(path / "trace" / f"rank{r}.pt.trace.json.gz", trace_doc(r, world, variant, ag_b_us))
+            write_trace(path / "trace" / f"rank{r}.pt.trace.json.gz", trace_doc(r, world, variant, ag_b_us, planted_us))
     phase_med = {p: float(np.median([_phase_ms(ms_s[s], opt_s[s])[p] for s in timed])) for p in _phase_ms(1, 0.1)}
     toggles = TOGGLES[variant]
     summary = {"variant": variant, "preset": "tiny", "device": "NVIDIA H100 80GB HBM3", "torch": "2.11",
@@ -160,13 +165,17 @@ def write_run(path: Path, variant: str, ms: float, optimizer_ms: float, seed: in
 
 
 def write_matrix(folder: Path, repeats: int = 2, world: int = 2) -> Path:
-    """explicit_banks (baseline, 100 ms, optimizer 10 ms) vs ddp_banks (95 ms, optimizer 4 ms), interleaved."""
+    """explicit_banks (baseline, 100 ms, optimizer 10 ms) vs ddp_banks (95 ms, optimizer 4 ms), interleaved.
+
+    ddp_banks' traces hold a 0.2 ms planted kernel the baseline's lack; repeats' traces are identical.
+    """
     folder.mkdir(parents=True)
     runs = {}
     for k in range(repeats):
         for j, (variant, ms, opt) in enumerate((("explicit_banks", 100.0, 10.0), ("ddp_banks", 95.0, 4.0))):
             name = f"{variant}-r{k}"
-            write_run(folder / name, variant, ms, opt, seed=10 * k + j, world=world)
+            write_run(folder / name, variant, ms, opt, seed=10 * k + j, world=world,
+                      planted_us=200.0 if variant == "ddp_banks" else 0.0)
             runs[name] = {"variant": variant, "repeat": k, "status": "ok"}
     state = {"runs": runs, "variants": ["explicit_banks", "ddp_banks"], "repeats": repeats, "nproc": world,
              "baseline": "explicit_banks"}

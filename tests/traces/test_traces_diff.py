@@ -74,6 +74,9 @@ def test_name_patterns():
     assert name_pattern("void at::native::elementwise_kernel<128, 2>(int, float)") == "at::native::elementwise_kernel"
     assert name_pattern("triton_poi_fused_add_mul_3") == "triton_poi_fused_add_mul"
     assert name_pattern("nvjet_hsh_192x192_64x4_2x1_v_bz_coopB_TNN") == "nvjet_hsh_#x#_#x#_#x#_v_bz_coopB_TNN"
+    anon = "void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float>(float*, float const*, int)"
+    assert name_pattern(anon) == "at::native::cunn_SoftMaxForward"
+    assert name_pattern("void (anonymous namespace)::softmax_warp_forward<float>(float*)") == "softmax_warp_forward"
 
 
 def test_kernel_sets_agree_with_hta_trace_diff():
