@@ -120,7 +120,7 @@ def comparison(matrix_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
             rows.append(row)
     return {"baseline": baseline, "failed": failed, "rows": rows,
             "note": "95% intervals; Welch's t on per-run medians with >=2 repeats per side (repeats are "
-                    "independent, steps are not), else a moving-block bootstrap over steps"}
+                    "independent, steps are not), else Welch's t on batch medians of consecutive steps"}
 
 
 def _verdict(d: stats.Difference, higher_better: bool) -> str:

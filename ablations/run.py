@@ -274,7 +274,8 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     timed = timed_steps(steps, warmup, window)
     mine = rank_summary(steps_df, phases_df, timed)
     mine["timed_steps"] = len(timed)
-    mine.update(rank=info.rank, peak_memory_mb=peak_memory_mb(device), wall_s=wall_s)
+    mine.update(rank=info.rank, peak_memory_mb=peak_memory_mb(device), wall_s=wall_s,
+                ortho_kernel=trainer.schedule.ortho_kernel)
     gathered = [mine]
     if dist.is_initialized():
         gathered = [None] * info.world_size
@@ -344,5 +345,6 @@ def build_summary(run: RunConfig, env: dict[str, Any], ranks: list[dict[str, Any
         **evaluation,
         "phase_ms": head["phase_ms"],
         "toggles": dataclasses.asdict(run.toggles),
+        "ortho_kernel_used": head.get("ortho_kernel"),  # triton falls back to torch without a GPU
         "ranks": ranks,
     }

@@ -19,6 +19,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                      {"layout": "unbanked", "comm": "ddp"}),
     "polar_express": ("Polar Express per-step coefficients instead of the NS5 quintic",
                       {"ortho": "polar_express"}),
+    "triton_ortho": ("the orthogonalization through golfprof's Triton kernels (symmetric Gram products, "
+                     "fused updates, CUDA graphs) instead of torch's batched matmuls", {"ortho_kernel": "triton"}),
+    "triton_polar_express": ("Polar Express through the Triton kernels",
+                             {"ortho": "polar_express", "ortho_kernel": "triton"}),
     "no_bf16_casts": ("everything fp32: embeddings, linear weights (no autocast), momentum, rotary",
                       {"bf16": ()}),
     "small_first": ("reduce-scatter the smallest bank first (the speedrun's finding)",

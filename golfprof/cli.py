@@ -13,7 +13,7 @@ from rich.table import Table
 
 from golfprof.ablations import variants as V
 from golfprof.model.config import (
-    CLIP_SCOPES, COMPILE_MODES, COMMS, LAYOUTS, ORTHOS, REPLICATED_MODES, RS_ORDERS, ConfigError,
+    CLIP_SCOPES, COMPILE_MODES, COMMS, LAYOUTS, ORTHO_KERNELS, ORTHOS, REPLICATED_MODES, RS_ORDERS, ConfigError,
     RunConfig, preset as load_preset, replace,
 )
 from golfprof.dashboards.command import dashboard
@@ -47,6 +47,7 @@ Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Layout = Annotated[Optional[str], typer.Option(help=f"Weight layout: {', '.join(LAYOUTS)}.")]
 Comm = Annotated[Optional[str], typer.Option(help=f"Distributed schedule: {', '.join(COMMS)}.")]
 Ortho = Annotated[Optional[str], typer.Option(help=f"Orthogonalizer: {', '.join(ORTHOS)}.")]
+OrthoKernel = Annotated[Optional[str], typer.Option(help=f"Orthogonalizer kernels: {', '.join(ORTHO_KERNELS)} (triton falls back to torch without a GPU).")]
 Bf16 = Annotated[Optional[str], typer.Option(help="bf16 parts: all, none, or a list of embeddings,weights,momentum,rotary.")]
 Compile = Annotated[Optional[str], typer.Option("--compile", help=f"torch.compile: {', '.join(COMPILE_MODES)} (auto = on for GPUs).")]
 RsOrder = Annotated[Optional[str], typer.Option(help=f"Reduce-scatter order: {', '.join(RS_ORDERS)}.")]
@@ -72,7 +73,7 @@ Quiet = Annotated[bool, typer.Option(help="No progress bar.")]
 PlantedDelay = Annotated[float, typer.Option(hidden=True, help="Test only: sleep this long in the optimizer phase.")]
 
 
-def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, layout, comm, ortho, bf16,
+def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, layout, comm, ortho, ortho_kernel, bf16,
                compile, rs_order, replicated, clip_scope, tokens_per_step, micro_batch_seqs, seq_len, seed,
                data, val_data, sp_model, runs_dir: Path, data_dir: Path, warmup_steps, profile_steps: str,
                record_shapes: bool, with_stack: bool, profile_memory: bool, marks: bool, timers: bool,
@@ -84,7 +85,8 @@ def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, 
     model_cfg, train_cfg = load_preset(preset)
     toggles = V.resolve(variant, {
         "layout": _choice("layout", layout, LAYOUTS), "comm": _choice("comm", comm, COMMS),
-        "ortho": _choice("ortho", ortho, ORTHOS), "bf16": V.parse_bf16(bf16) if bf16 is not None else None,
+        "ortho": _choice("ortho", ortho, ORTHOS), "ortho_kernel": _choice("ortho-kernel", ortho_kernel, ORTHO_KERNELS),
+        "bf16": V.parse_bf16(bf16) if bf16 is not None else None,
         "compile": _choice("compile", compile, COMPILE_MODES), "rs_order": _choice("rs-order", rs_order, RS_ORDERS),
         "replicated": _choice("replicated", replicated, REPLICATED_MODES),
         "clip_scope": _choice("clip-scope", clip_scope, CLIP_SCOPES),
@@ -109,7 +111,7 @@ def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, 
 
 
 _DEFAULTS: dict[str, Any] = dict(
-    layout=None, comm=None, ortho=None, compile=None, rs_order=None, replicated=None, clip_scope=None,
+    layout=None, comm=None, ortho=None, ortho_kernel=None, compile=None, rs_order=None, replicated=None, clip_scope=None,
     tokens_per_step=None, micro_batch_seqs=None, seq_len=None, seed=None, data=None, val_data=None, sp_model=None,
     runs_dir=Path("runs"), data_dir=Path("data"), warmup_steps=None, profile_steps="off", record_shapes=False,
     with_stack=False, profile_memory=False, marks=True, timers=True, quiet=True, optimizer_delay_ms=0.0,
@@ -161,7 +163,8 @@ def _run(spec: RunSpec, nproc: int) -> int:
 @app.command()
 def train(
     preset: Preset = "tiny", steps: Steps = None, variant: Annotated[str, typer.Option(help="Named variant (see `golfprof variants`).")] = V.BASELINE,
-    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None, bf16: Bf16 = None,
+    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None,
+    ortho_kernel: OrthoKernel = None, bf16: Bf16 = None,
     compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
     tokens_per_step: TokensPerStep = None, micro_batch_seqs: MicroBatch = None, seq_len: SeqLen = None, seed: Seed = None,
     data: Data = None, val_data: ValData = None, sp_model: SpModel = None, runs_dir: RunsDir = Path("runs"),
@@ -187,7 +190,8 @@ def ablate(
     matrix_dir: Annotated[Optional[Path], typer.Option(help="Matrix folder (default: RUNS_DIR/matrix-<key of the command>).")] = None,
     sweep_tokens_per_step: Annotated[Optional[str], typer.Option(help="Comma list of global tokens/step to sweep (one variant); micro-batches shrink to fit.")] = None,
     preset: Preset = "tiny", steps: Steps = None,
-    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None, bf16: Bf16 = None,
+    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None,
+    ortho_kernel: OrthoKernel = None, bf16: Bf16 = None,
     compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
     tokens_per_step: TokensPerStep = None, micro_batch_seqs: MicroBatch = None, seq_len: SeqLen = None, seed: Seed = None,
     data: Data = None, val_data: ValData = None, sp_model: SpModel = None, runs_dir: RunsDir = Path("runs"),
@@ -394,6 +398,32 @@ def bench_overhead(
         write_json(out, result)
     summary = {k: v for k, v in result.items() if k not in ("marked_ms", "unmarked_ms")}
     console.print_json(json.dumps(summary))
+
+
+@bench_app.command("ortho")
+def bench_ortho_cmd(
+    device: Device = "auto",
+    reps: Annotated[int, typer.Option(help="Timed calls per row; the median is reported.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before each row's timing.")] = 10,
+    out: Annotated[Optional[Path], typer.Option(help="Result JSON (default: benchmarks/results/ortho_<gpu>.json).")] = None,
+) -> None:
+    """Four-bank orthogonalization: ns5/polar_express x torch/triton x banked/unbanked, CUDA events,
+    against a bf16 matmul ceiling measured in the same run; writes the table as JSON."""
+    import torch
+
+    from golfprof.model.ortho_bench import bench_ortho, default_path, table, write_result
+
+    if device == "auto":
+        if not torch.cuda.is_available():
+            raise fail("bench ortho times GPU kernels and no CUDA device is visible; "
+                       "--device cpu gives a smoke run (tiny banks, torch rows only, host timer)")
+        device = "cuda"
+    if reps < 1 or warmup < 0:
+        raise fail("--reps must be >= 1 and --warmup >= 0")
+    result = bench_ortho(device, reps=reps, warmup=warmup, command=shlex.join(["golfprof", *sys.argv[1:]]))
+    path = write_result(result, out or default_path(result))
+    console.print(table(result), highlight=False)
+    console.print(f"written: {path}", highlight=False)
 
 
 @app.command("variants")

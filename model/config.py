@@ -13,6 +13,7 @@ from typing import Any
 LAYOUTS = ("banked", "unbanked")
 COMMS = ("explicit", "ddp", "packed", "vectorized")
 ORTHOS = ("ns5", "polar_express")
+ORTHO_KERNELS = ("torch", "triton")  # triton: model/ortho_triton.py, falls back to torch without a GPU
 BF16_PARTS = ("embeddings", "weights", "momentum", "rotary")
 COMPILE_MODES = ("auto", "on", "off")
 RS_ORDERS = ("biggest_first", "small_first")
@@ -157,6 +158,7 @@ class Toggles:
     layout: str = "banked"
     comm: str = "explicit"
     ortho: str = "ns5"
+    ortho_kernel: str = "torch"
     bf16: tuple[str, ...] = BF16_PARTS
     compile: str = "auto"
     rs_order: str = "biggest_first"
@@ -169,6 +171,7 @@ class Toggles:
             "layout": LAYOUTS,
             "comm": COMMS,
             "ortho": ORTHOS,
+            "ortho_kernel": ORTHO_KERNELS,
             "compile": COMPILE_MODES,
             "rs_order": RS_ORDERS,
             "replicated": REPLICATED_MODES,

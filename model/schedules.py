@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, ContextManager
@@ -20,6 +21,7 @@ from golfprof.profiler import phases
 from .config import Toggles, TrainConfig
 from .optim import apply_update_, nesterov_, set_adam_lr, update_scale
 from .ortho import orthogonalize
+from .ortho_triton import available as triton_available, orthogonalize_triton
 
 Mark = Callable[[str], ContextManager]
 
@@ -44,6 +46,20 @@ class _Base:
         # bf16 Newton–Schulz on GPUs; the CPU has no fast bf16 matmul and tests need fp32.
         self.ortho_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         self.momentum: dict[int, Tensor] = {}
+        self.ortho_kernel = self._pick_ortho_kernel(device)
+
+    def _pick_ortho_kernel(self, device: torch.device) -> str:
+        """`triton` only where it can run (a CUDA device, triton importable, bf16); else `torch`, said once."""
+        if self.toggles.ortho_kernel != "triton":
+            return "torch"
+        ok, why = triton_available()
+        if ok and device.type != "cuda":
+            ok, why = False, f"the run's device is {device.type}"
+        if not ok:
+            print(f"golfprof: ortho_kernel=triton unavailable ({why}); using the torch orthogonalizer",
+                  file=sys.stderr)
+            return "torch"
+        return "triton"
 
     def all_params(self) -> list[nn.Parameter]:
         return [p for ps in self.groups.values() for p in ps] + self.replicated
@@ -59,6 +75,8 @@ class _Base:
                 torch.nn.utils.clip_grad_norm_(params, self.train.grad_clip, foreach=True)
 
     def _ortho(self, u: Tensor) -> Tensor:
+        if self.ortho_kernel == "triton":
+            return orthogonalize_triton(u, self.toggles.ortho, self.train.muon_ns_steps)
         return orthogonalize(u, self.toggles.ortho, self.train.muon_ns_steps, self.ortho_dtype)
 
     def _muon_full(self, h: StepHyper) -> None:
