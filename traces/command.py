@@ -45,6 +45,18 @@ def _summaries(window: dict[int, TraceFile], pattern: str, index: int, jobs: int
         return list(pool.map(_summarize_file, files, [pattern] * len(files), [index] * len(files)))
 
 
+def _fail(err: Console, msg: str) -> typer.Exit:
+    err.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _phase_pattern(phases: str, err: Console) -> re.Pattern[str]:
+    try:
+        return re.compile(phases)
+    except re.error as e:
+        raise _fail(err, f"--phases {phases!r} is not a valid regex ({e})") from None
+
+
 def analyze(
     path: Path = typer.Argument(..., help="run directory, folder of per-rank traces, or one .json/.json.gz trace"),
     json_out: bool = typer.Option(False, "--json", help="write the analysis as JSON to stdout instead of tables"),
@@ -53,12 +65,7 @@ def analyze(
 ) -> None:
     """Attribute GPU time to training phases, check communication and rank skew, list findings."""
     err = Console(stderr=True)
-    try:
-        pattern = re.compile(phases)
-    except re.error as e:
-        err.print(f"error: --phases {phases!r} is not a valid regex ({e})", markup=False, highlight=False,
-                  soft_wrap=True)
-        raise typer.Exit(2) from None
+    pattern = _phase_pattern(phases, err)
     n_jobs = jobs if jobs > 0 else _cpus()
     try:
         found = discover(path)
@@ -67,8 +74,7 @@ def analyze(
             for i, window in enumerate(found.windows)
         ]
     except TraceError as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise _fail(err, str(e)) from None
     findings = [d for run in runs for d in diagnose(run)]
     warnings = list(found.warnings) + [f"rank {r.rank}: {n}" for run in runs for r in run.ranks for n in r.notes]
     for w in found.warnings:
@@ -102,19 +108,14 @@ def diff(
     from .report import diff_json, render_diff
 
     err = Console(stderr=True)
+    pattern = _phase_pattern(phases, err)
     try:
-        pattern = re.compile(phases)
         a, b = _load_ranks(run_a, pattern), _load_ranks(run_b, pattern)
-    except re.error as e:
-        err.print(f"error: --phases {phases!r} is not a valid regex ({e})", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
     except TraceError as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise _fail(err, str(e)) from None
     common = sorted(set(a) & set(b))
     if not common:
-        err.print(f"error: no rank is in both runs (A has {sorted(a)}, B has {sorted(b)})", markup=False, highlight=False)
-        raise typer.Exit(2)
+        raise _fail(err, f"no rank is in both runs (A has {sorted(a)}, B has {sorted(b)})")
     for r in sorted(set(a) ^ set(b)):
         err.print(f"warning: rank {r} is only in {'A' if r in a else 'B'}; compared ranks: {common}",
                   markup=False, highlight=False, soft_wrap=True)
