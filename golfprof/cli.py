@@ -27,7 +27,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 app.command("analyze")(analyze)
 app.command("diff")(diff)
 app.command("dashboard")(dashboard)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)  # piped: do not squeeze tables
 
 
 def fail(msg: str, code: int = 2) -> typer.Exit:
