@@ -26,7 +26,8 @@ from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler import phases
 from golfprof.profiler.ceiling import ceiling
-from golfprof.profiler.kineto import Window, make_profiler
+from golfprof.profiler.kineto import make_profiler
+from golfprof.profiler.window import Window, timed_steps
 from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
 from golfprof.profiler.rundir import environment, new_run_dir, write_json, write_parquet
 
@@ -130,17 +131,6 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
-
-
-def timed_steps(steps: int, warmup: int, window: Window | None) -> set[int]:
-    """Steps that count in the medians: after warm-up and, when others remain, outside the
-    profiler window (profiling slows the steps it records)."""
-    timed = set(range(warmup, steps))
-    if window is not None:
-        unprofiled = timed - set(range(window.wait, window.end))
-        if unprofiled:
-            return unprofiled
-    return timed
 
 
 def rank_summary(steps: pd.DataFrame, phase_rows: pd.DataFrame, timed: set[int]) -> dict[str, Any]:

@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 
 from golfprof.model.config import ConfigError
-from golfprof.profiler import phases
-from golfprof.profiler.kineto import Window
+from golfprof.profiler import names as phases
+from golfprof.profiler.window import Window, timed_steps
 
-from .run import timed_steps
 
 # metric -> True when higher is better
 DIRECTION: dict[str, bool] = {

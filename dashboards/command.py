@@ -11,7 +11,6 @@ import typer
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 
 from .diffs import MAX_DIFFS
-from .report import Options, write
 from .runs import DashboardError
 
 
@@ -32,6 +31,8 @@ def dashboard(
                               f"{MAX_DIFFS} other runs' (phases, kernels), when two or more runs have traces"),
 ) -> None:
     """Write one HTML dashboard: step timeline, communication overlap, variant comparison, diff, trend."""
+    from .report import Options, write  # plotly and scipy load only when a dashboard is drawn
+
     opts = Options(max_increase=max_increase, baseline=baseline, baseline_variant=baseline_variant, order=order,
                    step=step, phases=phases, title=title, diff=diff)
     try:

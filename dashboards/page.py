@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -98,20 +95,3 @@ def render(title: str, meta: list[str], sections: list[Section]) -> str:
         f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head>"
         f"<body><h1>{html.escape(title)}</h1>{meta_html}<nav>{nav}</nav>{body}</body></html>\n"
     )
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file in the target folder, then rename: a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes it private; a report is for sharing
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -19,6 +19,7 @@ from golfprof.ablations.samples import RunSamples, load_run
 from golfprof.ablations.variants import BASELINE
 from golfprof.model.config import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
+from golfprof.profiler.rundir import write_text as write_atomic
 from golfprof.traces.command import _load_ranks
 from golfprof.traces.discover import discover
 from golfprof.traces.kernels import kernel_table
@@ -27,7 +28,7 @@ from golfprof.traces.summary import summarize_rank
 
 from . import charts, data, diffs, tables, timeline
 from .colors import palette
-from .page import Chart, Section, render, write_atomic
+from .page import Chart, Section, render
 from .runs import DashboardError, Run, find_runs
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from .rundir import write_json
+
 # Dense (no sparsity) peak TFLOP/s by GPU name fragment: bf16 tensor cores for GPUs.
 DATASHEET_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "H800": 989.4, "A100": 312.0, "L40S": 362.1,
                          "B200": 2250.0, "MI300X": 1307.4, "MI250": 362.1}
@@ -80,10 +82,7 @@ def ceiling(device: torch.device, use_cache: bool = True) -> dict[str, Any]:
     result = measure(device)
     cache[key] = result
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=2))
-        os.replace(tmp, path)
+        write_json(path, cache)
     except OSError:
         pass  # an unwritable cache only costs a re-measurement next time
     return result

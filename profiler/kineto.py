@@ -4,41 +4,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity
 
-from golfprof.model.config import ConfigError
-
 from .rundir import write_gzip_copy
-
-
-@dataclass(frozen=True)
-class Window:
-    wait: int
-    warmup: int
-    active: int
-
-    @property
-    def end(self) -> int:
-        return self.wait + self.warmup + self.active
-
-    @staticmethod
-    def parse(text: str) -> "Window | None":
-        """'WAIT,WARMUP,ACTIVE' (e.g. '5,1,3'); 'off' disables profiling."""
-        if text.strip().lower() in ("off", "none", "0"):
-            return None
-        parts = text.split(",")
-        try:
-            w, u, a = (int(p) for p in parts)
-        except ValueError:
-            raise ConfigError(f"--profile-steps {text!r}: expected WAIT,WARMUP,ACTIVE (e.g. 5,1,3) or off") from None
-        if w < 0 or u < 0 or a < 1:
-            raise ConfigError(f"--profile-steps {text!r}: need WAIT>=0, WARMUP>=0, ACTIVE>=1")
-        return Window(w, u, a)
+from .window import Window
 
 
 def trace_path(run_dir: Path, rank: int) -> Path:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 
 def new_run_dir(base: Path, variant: str) -> Path:
@@ -32,8 +31,12 @@ def new_run_dir(base: Path, variant: str) -> Path:
 
 
 def _atomic(path: Path, write) -> None:
+    """Temp file in the target folder, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes files private; results are for sharing
     os.close(fd)
     try:
         write(Path(tmp))
@@ -41,6 +44,10 @@ def _atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic(Path(path), lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -69,6 +76,8 @@ def git_revision(cwd: Path | None = None) -> str | None:
 
 def environment(world_size: int, backend: str) -> dict[str, Any]:
     """What a reader needs to trust (or reproduce) a figure from this run."""
+    import torch  # here, not at module level: the dashboard writes files through this module
+
     cuda = torch.cuda.is_available()
     return {
         "torch": torch.__version__,

@@ -18,7 +18,8 @@ from cdp_browser import Browser, chromium
 
 from golfprof.dashboards import charts as C
 from golfprof.dashboards.diffs import APPEARED
-from golfprof.dashboards.page import Chart, Section, render, write_atomic
+from golfprof.dashboards.page import Chart, Section, render
+from golfprof.profiler.rundir import write_text as write_atomic
 from golfprof.dashboards.report import Options, write
 
 GPU_TRACES = Path(__file__).resolve().parents[1] / "data" / "gpu_traces"

@@ -10,7 +10,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 from typer.testing import Result
 
-from golfprof.dashboards.page import write_atomic
+from golfprof.profiler.rundir import write_text as write_atomic
 from golfprof.dashboards.report import Options, build
 
 

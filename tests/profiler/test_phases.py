@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from golfprof.profiler import phases
-from golfprof.profiler.kineto import Window
+from golfprof.profiler.window import Window
 from golfprof.profiler.phases import NULL_CLOCK, UNMARKED, Marker, PhaseClock
 from golfprof.model.config import ConfigError
 

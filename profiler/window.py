@@ -1,0 +1,43 @@
+"""The profiler window and which steps count in the medians (no torch import: analyses use it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from golfprof.model.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Window:
+    wait: int
+    warmup: int
+    active: int
+
+    @property
+    def end(self) -> int:
+        return self.wait + self.warmup + self.active
+
+    @staticmethod
+    def parse(text: str) -> "Window | None":
+        """'WAIT,WARMUP,ACTIVE' (e.g. '5,1,3'); 'off' disables profiling."""
+        if text.strip().lower() in ("off", "none", "0"):
+            return None
+        parts = text.split(",")
+        try:
+            w, u, a = (int(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"--profile-steps {text!r}: expected WAIT,WARMUP,ACTIVE (e.g. 5,1,3) or off") from None
+        if w < 0 or u < 0 or a < 1:
+            raise ConfigError(f"--profile-steps {text!r}: need WAIT>=0, WARMUP>=0, ACTIVE>=1")
+        return Window(w, u, a)
+
+
+def timed_steps(steps: int, warmup: int, window: Window | None) -> set[int]:
+    """Steps that count in the medians: after warm-up and, when others remain, outside the
+    profiler window (profiling slows the steps it records)."""
+    timed = set(range(warmup, steps))
+    if window is not None:
+        unprofiled = timed - set(range(window.wait, window.end))
+        if unprofiled:
+            return unprofiled
+    return timed
