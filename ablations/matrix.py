@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -116,18 +115,11 @@ def comparison(matrix_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
                 better_high = metric in DIRECTION and higher_is_better(metric)
                 row.update(diff=d.diff, diff_lo=d.lo, diff_hi=d.hi, diff_pct=d.rel_pct, p_value=d.p_value,
                            significant=d.significant, test=d.method,
-                           verdict=_verdict(d, better_high))
+                           verdict=stats.verdict(d, better_high))
             rows.append(row)
     return {"baseline": baseline, "failed": failed, "rows": rows,
             "note": "95% intervals; Welch's t on per-run medians with >=2 repeats per side (repeats are "
                     "independent, steps are not), else Welch's t on batch medians of consecutive steps"}
-
-
-def _verdict(d: stats.Difference, higher_better: bool) -> str:
-    if math.isnan(d.diff) or not d.significant:
-        return "no significant difference"
-    worse = d.diff < 0 if higher_better else d.diff > 0
-    return "significantly worse" if worse else "significantly better"
 
 
 def comparison_frame(result: dict[str, Any]) -> pd.DataFrame:

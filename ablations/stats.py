@@ -45,6 +45,21 @@ class Difference:
         return self.lo > 0 or self.hi < 0
 
 
+NO_DIFFERENCE = "no significant difference"
+
+
+def verdict(d: Difference, higher_is_better: bool, better: str = "better", worse: str = "worse") -> str:
+    """``d`` in words: 'significantly <better|worse>' when its interval excludes zero, else NO_DIFFERENCE.
+
+    One rule for every report, so the ablation table and the dashboard never disagree on what is
+    significant; only the words vary (the dashboard's time metrics say 'faster' / 'slower').
+    """
+    if math.isnan(d.diff) or not d.significant:
+        return NO_DIFFERENCE
+    is_worse = d.diff < 0 if higher_is_better else d.diff > 0
+    return f"significantly {worse if is_worse else better}"
+
+
 def batch_medians(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     k = min(8, max(3, len(x) // 25))

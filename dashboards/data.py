@@ -17,7 +17,7 @@ import pandas as pd
 
 from golfprof.ablations import stats
 from golfprof.ablations.regress import check_comparable, gate_metric
-from golfprof.ablations.samples import PHASE_PREFIX, RunSamples
+from golfprof.ablations.samples import PHASE_PREFIX, RunSamples, higher_is_better
 from golfprof.model.config import ConfigError
 from golfprof.profiler import names
 
@@ -74,12 +74,6 @@ def _estimate(runs: list[RunSamples], metric: str) -> stats.Estimate:
     return stats.estimate([r.values(metric) for r in runs])
 
 
-def _verdict(d: stats.Difference) -> str:
-    if math.isnan(d.diff) or not d.significant:
-        return "no significant difference"
-    return "significantly slower" if d.diff > 0 else "significantly faster"
-
-
 def stack_phases(runs: list[RunSamples]) -> list[str]:
     """Direct children of the step that any run recorded, in step order: they tile the step."""
     seen: set[str] = set()
@@ -108,7 +102,9 @@ def comparison(runs: list[Run], labels: list[str], baseline: str) -> Comparison:
         for metric, key in (("ms_per_step", "ms"), ("optimizer_ms", "opt")):
             if label != baseline and base:
                 d = stats.compare([r.values(metric) for r in base], [r.values(metric) for r in g])
-                row[f"{key}_diff_pct"], row[f"{key}_verdict"] = d.rel_pct, _verdict(d)
+                # both metrics are times: the shared verdict, worded as the charts read it
+                row[f"{key}_diff_pct"] = d.rel_pct
+                row[f"{key}_verdict"] = stats.verdict(d, higher_is_better(metric), better="faster", worse="slower")
             else:
                 row[f"{key}_diff_pct"], row[f"{key}_verdict"] = math.nan, "(baseline)" if label == baseline else ""
         parts = {p: _estimate(g, PHASE_PREFIX + p).value for p in stack}

@@ -20,11 +20,9 @@ from golfprof.ablations.variants import BASELINE
 from golfprof.model.config import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.profiler.rundir import write_text as write_atomic
-from golfprof.traces.command import _load_ranks
 from golfprof.traces.discover import discover
-from golfprof.traces.kernels import kernel_table
 from golfprof.traces.load import TraceError, load_trace
-from golfprof.traces.summary import summarize_rank
+from golfprof.traces.ranks import load_ranks, summary_and_kernels
 
 from . import charts, data, diffs, tables, timeline
 from .colors import palette
@@ -70,7 +68,7 @@ def _load_traced(run: Run, label: str, pattern: re.Pattern[str], diffed: bool) -
             trace = load_trace(tf.path)
             ranks.append(timeline.load_rank(trace, rank, pattern))
             if diffed:
-                inputs[rank] = (summarize_rank(trace, rank, pattern), kernel_table(trace))
+                inputs[rank] = summary_and_kernels(trace, rank, pattern)
     except TraceError as e:
         raise DashboardError(str(e)) from None
     note = f"{run.name}: {len(found.windows)} profiling windows, the first is drawn" if len(found.windows) > 1 else None
@@ -173,7 +171,7 @@ def _diff_inputs(run: Run, traced: list[Traced], pattern: re.Pattern[str]) -> di
         if t.run is run and t.diff_inputs is not None:
             return t.diff_inputs
     try:
-        return _load_ranks(run.path, pattern)
+        return load_ranks(run.path, pattern)
     except TraceError as e:
         raise DashboardError(str(e)) from None
 

@@ -16,6 +16,8 @@ import heapq
 import numpy as np
 import pandas as pd
 
+from . import events
+
 
 def open_range_map(ts: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Piecewise-constant map time -> latest-started open range (a range is open on [ts, end)).
@@ -159,6 +161,20 @@ def match_launches(gpu: pd.DataFrame, launch: pd.DataFrame) -> pd.DataFrame:
         launch_ts=np.where(hit, l_ts[src] if len(l_ts) else np.nan, np.nan),
         launch_thread=np.where(hit, l_th[src] if len(l_th) else -1, -1),
     )
+
+
+def launched_work(events_df: pd.DataFrame) -> pd.DataFrame:
+    """A trace's GPU work (``events.gpu_work``) with the launch of each piece (``match_launches``)."""
+    return match_launches(events.gpu_work(events_df), events.launches(events_df))
+
+
+def launch_time(matched: pd.DataFrame) -> np.ndarray:
+    """When each GPU row of ``match_launches``' result was launched, else its own start.
+
+    A kernel belongs to the profiler step that launched it (it may run after the step's CPU range
+    ends); work whose launch is not in the trace falls back to when it ran.
+    """
+    return np.where(matched["launch_thread"].to_numpy() >= 0, matched["launch_ts"].to_numpy(), matched["ts"].to_numpy())
 
 
 def attribute(gpu: pd.DataFrame, launch: pd.DataFrame, ranges: pd.DataFrame) -> np.ndarray:

@@ -10,7 +10,6 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import pandas as pd
 import typer
 from rich.console import Console
 
@@ -85,17 +84,6 @@ def analyze(
         render(Console(width=None if sys.stdout.isatty() else 200), runs, findings)  # piped: do not squeeze
 
 
-def _load_ranks(path: Path, pattern: re.Pattern[str]) -> dict[int, tuple[RankSummary, pd.DataFrame]]:
-    """First profiling window of a run: rank -> (summary, grouped kernel table)."""
-    from .kernels import kernel_table
-
-    out = {}
-    for rank, tf in discover(path).windows[0].items():
-        trace = load_trace(tf.path)
-        out[rank] = (summarize_rank(trace, rank, pattern), kernel_table(trace))
-    return out
-
-
 def diff(
     run_a: Path = typer.Argument(..., help="baseline: run directory, folder of per-rank traces, or one trace"),
     run_b: Path = typer.Argument(..., help="the run to explain, same forms"),
@@ -105,12 +93,13 @@ def diff(
 ) -> None:
     """Where the milliseconds went from A to B: per phase and rank, kernels, collectives."""
     from .diff import diff_rank
+    from .ranks import load_ranks
     from .report import diff_json, render_diff
 
     err = Console(stderr=True)
     pattern = _phase_pattern(phases, err)
     try:
-        a, b = _load_ranks(run_a, pattern), _load_ranks(run_b, pattern)
+        a, b = load_ranks(run_a, pattern), load_ranks(run_b, pattern)
     except TraceError as e:
         raise _fail(err, str(e)) from None
     common = sorted(set(a) & set(b))

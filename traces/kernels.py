@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 
-from . import events, metrics
+from . import attribute, events, metrics
 from .load import Trace
 
 _ARGS = re.compile(r"[(<].*$")
@@ -28,22 +28,25 @@ def name_pattern(name: str) -> str:
     return _DIGITS.sub("#", _SUFFIX.sub("", base))
 
 
-def kernel_table(trace: Trace, grouped: bool = True) -> pd.DataFrame:
-    """Columns kernel, count_per_step, ms_per_step over the profiled steps (whole trace if none)."""
+def kernel_table(trace: Trace, grouped: bool = True, *, steps: pd.DataFrame | None = None,
+                 gpu: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Columns kernel, count_per_step, ms_per_step over the profiled steps (whole trace if none).
+
+    A kernel counts in the step that launched it. ``steps`` (``events.steps``) and ``gpu``
+    (``attribute.launched_work``) are derived here unless the caller has them already: ``golfprof
+    diff`` passes the ones its rank summary uses, so each trace is walked once.
+    """
     ev = trace.events
-    gpu = events.gpu_work(ev)
-    gpu = gpu[metrics.kernel_class(gpu["name"]) != metrics.COMM]
-    st = events.steps(ev)
-    if not st.empty and len(gpu):
-        launch = events.launches(ev).set_index("correlation")["ts"]
-        launch = launch[~launch.index.duplicated()]
-        when = gpu["correlation"].map(launch).fillna(gpu["ts"]).to_numpy(float)
-        gpu = gpu[events.step_of(st, when) >= 0]
+    st = events.steps(ev) if steps is None else steps
+    g = attribute.launched_work(ev) if gpu is None else gpu
+    g = g[metrics.kernel_class(g["name"]) != metrics.COMM]
+    if not st.empty and len(g):
+        g = g[events.step_of(st, attribute.launch_time(g)) >= 0]
     n_steps = max(len(st), 1)
-    names = gpu["name"].astype(str)
-    key = names.map(name_pattern) if grouped else names
-    out = (pd.DataFrame({"kernel": key.to_numpy(), "dur": gpu["dur"].to_numpy(float)})
+    names = g["name"].astype(str)
+    # name_pattern runs three regexes: once per distinct name, not once per launch
+    key = names.map({n: name_pattern(n) for n in names.unique()}) if grouped else names
+    out = (pd.DataFrame({"kernel": key.to_numpy(), "dur": g["dur"].to_numpy(float)})
            .groupby("kernel", sort=True)["dur"].agg(["count", "sum"]))
     return pd.DataFrame({"kernel": out.index.to_numpy(), "count_per_step": out["count"].to_numpy() / n_steps,
                          "ms_per_step": out["sum"].to_numpy() / 1e3 / n_steps}).reset_index(drop=True)
-

@@ -60,11 +60,16 @@ def _param_rows(ev: pd.DataFrame, comm_args: pd.DataFrame, g: pd.DataFrame) -> n
     return out
 
 
-def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: int = 0) -> RankSummary:
-    """Everything golfprof reports about one rank's trace; small, so the trace can be dropped after."""
+def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: int = 0, *,
+                   steps: pd.DataFrame | None = None, gpu: pd.DataFrame | None = None) -> RankSummary:
+    """Everything golfprof reports about one rank's trace; small, so the trace can be dropped after.
+
+    ``steps`` (``events.steps``) and ``gpu`` (``attribute.launched_work``) are derived here unless a caller that
+    also needs them (the kernel table of ``golfprof diff``) passes its own, so a trace is walked once.
+    """
     ev = trace.events
     notes: list[str] = []
-    st = events.steps(ev)
+    st = events.steps(ev) if steps is None else steps
     n_steps = max(len(st), 1)
     if st.empty:
         notes.append("no ProfilerStep ranges: figures are for the whole trace, not per step")
@@ -79,11 +84,10 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
         notes.append(f"no CPU ranges match --phases {pattern.pattern!r}")
     parent = attribute.parents(ranges)
 
-    gpu = events.gpu_work(ev)
-    has_gpu = not gpu.empty
+    g = attribute.launched_work(ev) if gpu is None else gpu
+    has_gpu = not g.empty
     if not has_gpu:
         notes.append("no GPU events (CPU-only trace): GPU figures are absent")
-    g = attribute.match_launches(gpu, events.launches(ev))
     has_launch = g["launch_thread"].to_numpy() >= 0
     g_range = np.full(len(g), -1, np.int64)
     g_range[has_launch] = attribute.innermost(
@@ -92,8 +96,7 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
     g_cls = metrics.kernel_class(g["name"])
     comp = g_cls == metrics.COMPUTE
     compute = metrics.merge(g["ts"].to_numpy()[comp], g["end"].to_numpy()[comp])
-    when = np.where(has_launch, g["launch_ts"].to_numpy(), g["ts"].to_numpy())
-    g_step = events.step_of(st, when) if not st.empty else np.zeros(len(g), np.int64)
+    g_step = events.step_of(st, attribute.launch_time(g)) if not st.empty else np.zeros(len(g), np.int64)
     in_steps = g_step >= 0
 
     sync_m = events.cat_mask(ev, events.LAUNCH_CATS) & events.name_mask(ev["name"], SYNC_RE)
@@ -124,7 +127,7 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
         step_numbers=st["step"].tolist(),
         step_ms=float(np.median(st["end"] - st["ts"])) / 1e3 if not st.empty else None,
         has_gpu=has_gpu,
-        gpu_busy_pct=metrics.gpu_busy_pct(gpu, lo, hi) if has_gpu else None,
+        gpu_busy_pct=metrics.gpu_busy_pct(g, lo, hi) if has_gpu else None,
         hta_step_names=frozenset(metrics.hta_step_names(ev)),
         hta_variants={d: metrics.hta_figures(ev, trace.ts_is_float, d) if has_gpu else None for d in (False, True)},
         comm_ms=comm_ms,

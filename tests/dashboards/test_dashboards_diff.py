@@ -15,7 +15,7 @@ import dash_synth as S
 from golfprof.dashboards import charts, diffs, tables
 from golfprof.dashboards.report import Options, build
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
-from golfprof.traces.command import _load_ranks
+from golfprof.traces.ranks import load_ranks
 
 PATTERN = re.compile(DEFAULT_PHASE_REGEX)
 UPDATE = "golfprof/step/optimizer/update_apply"
@@ -25,7 +25,7 @@ def _inputs(folder: Path, world: int = 1, planted_us: float = 0.0) -> diffs.Rank
     for r in range(world):
         doc = S.trace_doc(r, world, "explicit_banks", planted_us=planted_us)
         S.write_trace(folder / f"rank{r}.pt.trace.json.gz", doc)
-    return _load_ranks(folder, PATTERN)
+    return load_ranks(folder, PATTERN)
 
 
 def test_planted_kernel_appears_in_the_chart_data(tmp_path: Path):

@@ -1,0 +1,30 @@
+"""A run's ranks as ``golfprof diff`` compares them: per rank its summary and grouped kernel table.
+
+Shared by the command and the dashboard's Diff section, so both read a run the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .attribute import launched_work
+from .discover import discover
+from .events import steps
+from .kernels import kernel_table
+from .load import Trace, load_trace
+from .summary import RankSummary, summarize_rank
+
+
+def summary_and_kernels(trace: Trace, rank: int, pattern: re.Pattern[str]) -> tuple[RankSummary, pd.DataFrame]:
+    """One trace's summary and grouped kernel table, its steps and kernel launches derived once for both."""
+    st, gpu = steps(trace.events), launched_work(trace.events)
+    return summarize_rank(trace, rank, pattern, steps=st, gpu=gpu), kernel_table(trace, steps=st, gpu=gpu)
+
+
+def load_ranks(path: Path, pattern: re.Pattern[str]) -> dict[int, tuple[RankSummary, pd.DataFrame]]:
+    """First profiling window of a run: rank -> (summary, grouped kernel table). Raises TraceError."""
+    return {rank: summary_and_kernels(load_trace(tf.path), rank, pattern)
+            for rank, tf in discover(path).windows[0].items()}
