@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -73,6 +75,42 @@ Quiet = Annotated[bool, typer.Option(help="No progress bar.")]
 PlantedDelay = Annotated[float, typer.Option(hidden=True, help="Test only: sleep this long in the optimizer phase.")]
 
 
+def _run_options(
+    preset: Preset = "tiny", steps: Steps = None,
+    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None,
+    ortho_kernel: OrthoKernel = None, bf16: Bf16 = None,
+    compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
+    tokens_per_step: TokensPerStep = None, micro_batch_seqs: MicroBatch = None, seq_len: SeqLen = None, seed: Seed = None,
+    data: Data = None, val_data: ValData = None, sp_model: SpModel = None, runs_dir: RunsDir = Path("runs"),
+    data_dir: DataDir = Path("data"), warmup_steps: Warmup = None, profile_steps: ProfileSteps = "auto",
+    record_shapes: Shapes = False, with_stack: Stacks = False, profile_memory: Memory = False, marks: Marks = True,
+    timers: Timers = True, quiet: Quiet = False, optimizer_delay_ms: PlantedDelay = 0.0,
+) -> None:
+    """The options of one run (build_spec's, less the variant): declared once, for `train` and `ablate`."""
+
+
+_RUN_OPTIONS = inspect.signature(_run_options, eval_str=True).parameters
+
+
+def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add ``_run_options``' options after the command's own; the command gets them as one dict, ``run``.
+
+    Typer has no shared options (fastapi/typer#153) and Annotated aliases share help texts but not
+    names or defaults, so typer is shown the signature the command would have had with them written out.
+    """
+    own = inspect.signature(command, eval_str=True)
+    params = [p for name, p in own.parameters.items() if name != "run"] + list(_RUN_OPTIONS.values())
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        run = {name: kwargs.pop(name) for name in _RUN_OPTIONS}
+        command(**kwargs, run=run)
+
+    wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": own.return_annotation}
+    return wrapper
+
+
 def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, layout, comm, ortho, ortho_kernel, bf16,
                compile, rs_order, replicated, clip_scope, tokens_per_step, micro_batch_seqs, seq_len, seed,
                data, val_data, sp_model, runs_dir: Path, data_dir: Path, warmup_steps, profile_steps: str,
@@ -110,12 +148,8 @@ def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, 
                    quiet=quiet, command=shlex.join(["golfprof", *sys.argv[1:]]))
 
 
-_DEFAULTS: dict[str, Any] = dict(
-    layout=None, comm=None, ortho=None, ortho_kernel=None, compile=None, rs_order=None, replicated=None, clip_scope=None,
-    tokens_per_step=None, micro_batch_seqs=None, seq_len=None, seed=None, data=None, val_data=None, sp_model=None,
-    runs_dir=Path("runs"), data_dir=Path("data"), warmup_steps=None, profile_steps="off", record_shapes=False,
-    with_stack=False, profile_memory=False, marks=True, timers=True, quiet=True, optimizer_delay_ms=0.0,
-)
+# build_spec's keywords for runs started from code (bench overhead, tests): the CLI's defaults, unprofiled and quiet
+_DEFAULTS: dict[str, Any] = {name: p.default for name, p in _RUN_OPTIONS.items()} | {"profile_steps": "off", "quiet": True}
 
 
 def print_summary(s: dict[str, Any]) -> None:
@@ -161,27 +195,21 @@ def _run(spec: RunSpec, nproc: int) -> int:
 
 
 @app.command()
+@with_run_options
 def train(
-    preset: Preset = "tiny", steps: Steps = None, variant: Annotated[str, typer.Option(help="Named variant (see `golfprof variants`).")] = V.BASELINE,
-    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None,
-    ortho_kernel: OrthoKernel = None, bf16: Bf16 = None,
-    compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
-    tokens_per_step: TokensPerStep = None, micro_batch_seqs: MicroBatch = None, seq_len: SeqLen = None, seed: Seed = None,
-    data: Data = None, val_data: ValData = None, sp_model: SpModel = None, runs_dir: RunsDir = Path("runs"),
-    data_dir: DataDir = Path("data"), warmup_steps: Warmup = None, profile_steps: ProfileSteps = "auto",
-    record_shapes: Shapes = False, with_stack: Stacks = False, profile_memory: Memory = False, marks: Marks = True,
-    timers: Timers = True, quiet: Quiet = False, optimizer_delay_ms: PlantedDelay = 0.0,
+    variant: Annotated[str, typer.Option(help="Named variant (see `golfprof variants`).")] = V.BASELINE, *,
+    run: dict[str, Any],
 ) -> None:
     """Train one run in this process (or as one rank under torchrun/srun) and record it."""
-    opts = dict(locals())
     try:
-        code = _run(build_spec(**opts), nproc=1)
+        code = _run(build_spec(variant=variant, **run), nproc=1)
     except ConfigError as e:
         raise fail(str(e))
     raise typer.Exit(code)
 
 
 @app.command()
+@with_run_options
 def ablate(
     variant: Annotated[list[str], typer.Option(help="Variant(s) to run; repeat the option for several.")] = [V.BASELINE],  # noqa: B006
     nproc: Annotated[int, typer.Option(help="Processes (one per GPU with CUDA; gloo on the CPU).")] = 1,
@@ -189,43 +217,32 @@ def ablate(
     baseline: Annotated[Optional[str], typer.Option(help="Variant the others are compared with.")] = None,
     matrix_dir: Annotated[Optional[Path], typer.Option(help="Matrix folder (default: RUNS_DIR/matrix-<key of the command>).")] = None,
     sweep_tokens_per_step: Annotated[Optional[str], typer.Option(help="Comma list of global tokens/step to sweep (one variant); micro-batches shrink to fit.")] = None,
-    preset: Preset = "tiny", steps: Steps = None,
-    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None,
-    ortho_kernel: OrthoKernel = None, bf16: Bf16 = None,
-    compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
-    tokens_per_step: TokensPerStep = None, micro_batch_seqs: MicroBatch = None, seq_len: SeqLen = None, seed: Seed = None,
-    data: Data = None, val_data: ValData = None, sp_model: SpModel = None, runs_dir: RunsDir = Path("runs"),
-    data_dir: DataDir = Path("data"), warmup_steps: Warmup = None, profile_steps: ProfileSteps = "auto",
-    record_shapes: Shapes = False, with_stack: Stacks = False, profile_memory: Memory = False, marks: Marks = True,
-    timers: Timers = True, quiet: Quiet = False, optimizer_delay_ms: PlantedDelay = 0.0,
+    *, run: dict[str, Any],
 ) -> None:
     """Run variant(s) across NPROC processes; several variants or repeats make a resumable matrix."""
-    opts = dict(locals())
-    names, n = list(dict.fromkeys(opts.pop("variant"))), opts.pop("nproc")
-    reps, base, mdir = opts.pop("repeats"), opts.pop("baseline"), opts.pop("matrix_dir")
-    sweep = opts.pop("sweep_tokens_per_step")
+    names, sweep = list(dict.fromkeys(variant)), sweep_tokens_per_step
     try:
-        if reps < 1:
+        if repeats < 1:
             raise ConfigError("--repeats must be >= 1")
         if sweep is not None:
-            specs = _sweep_specs(names, sweep, n, opts)
+            specs = _sweep_specs(names, sweep, nproc, run)
             names = list(specs)
         else:
-            specs = {name: build_spec(variant=name, **opts) for name in names}
-        base = base or (V.BASELINE if V.BASELINE in names else names[0])
+            specs = {name: build_spec(variant=name, **run) for name in names}
+        base = baseline or (V.BASELINE if V.BASELINE in names else names[0])
         if base not in names:
             raise ConfigError(f"--baseline {base!r} is not among the variants run: {', '.join(names)}")
         for spec in specs.values():
-            spec.run.validate(n)
+            spec.run.validate(nproc)
         from golfprof.ablations.launch import check_nproc
 
-        check_nproc(n, device)
-        if len(names) == 1 and reps == 1 and mdir is None and sweep is None:
-            raise typer.Exit(_run(specs[names[0]], n))
+        check_nproc(nproc, run["device"])
+        if len(names) == 1 and repeats == 1 and matrix_dir is None and sweep is None:
+            raise typer.Exit(_run(specs[names[0]], nproc))
         from golfprof.ablations.matrix import matrix_key
 
-        mdir = mdir or runs_dir / f"matrix-{matrix_key(specs, n)}"
-        _matrix(specs, reps, n, mdir, base, sweep=sweep is not None)
+        mdir = matrix_dir or run["runs_dir"] / f"matrix-{matrix_key(specs, nproc)}"
+        _matrix(specs, repeats, nproc, mdir, base, sweep=sweep is not None)
     except ConfigError as e:
         raise fail(str(e))
 
@@ -406,12 +423,13 @@ def bench_ortho_cmd(
     reps: Annotated[int, typer.Option(help="Timed calls per row; the median is reported.")] = 50,
     warmup: Annotated[int, typer.Option(help="Untimed calls before each row's timing.")] = 10,
     out: Annotated[Optional[Path], typer.Option(help="Result JSON (default: benchmarks/results/ortho_<gpu>.json).")] = None,
+    kernels: Annotated[Optional[str], typer.Option(help="Comma list of kernel rows (default: all): torch, triton (one call per bank), triton_set / triton_set2 (one graph for all banks on 1 / 2 streams), triton_pdl, triton_eager.")] = None,
 ) -> None:
-    """Four-bank orthogonalization: ns5/polar_express x torch/triton x banked/unbanked, CUDA events,
+    """Four-bank orthogonalization: ns5/polar_express x kernel x banked/unbanked, CUDA events,
     against a bf16 matmul ceiling measured in the same run; writes the table as JSON."""
     import torch
 
-    from golfprof.model.ortho_bench import bench_ortho, default_path, table, write_result
+    from golfprof.model.ortho_bench import KERNELS, bench_ortho, default_path, table, write_result
 
     if device == "auto":
         if not torch.cuda.is_available():
@@ -420,7 +438,11 @@ def bench_ortho_cmd(
         device = "cuda"
     if reps < 1 or warmup < 0:
         raise fail("--reps must be >= 1 and --warmup >= 0")
-    result = bench_ortho(device, reps=reps, warmup=warmup, command=shlex.join(["golfprof", *sys.argv[1:]]))
+    chosen = tuple(k.strip() for k in kernels.split(",") if k.strip()) if kernels is not None else KERNELS
+    if not chosen or set(chosen) - set(KERNELS):
+        raise fail(f"--kernels {kernels!r}: choose from {', '.join(KERNELS)}")
+    result = bench_ortho(device, reps=reps, warmup=warmup, kernels=chosen,
+                         command=shlex.join(["golfprof", *sys.argv[1:]]))
     path = write_result(result, out or default_path(result))
     console.print(table(result), highlight=False)
     console.print(f"written: {path}", highlight=False)

@@ -1,6 +1,6 @@
 """`golfprof bench ortho`: every orthogonalizer × kernel × layout on the current GPU.
 
-For method in (ns5, polar_express) × kernel in (torch, triton) × layout in (banked: one batched
+For method in (ns5, polar_express) × kernel (`KERNELS`) × layout in (banked: one batched
 call per bank; unbanked: one call per matrix, 66 for the full preset), the four-bank
 orthogonalization is timed with CUDA events: warm-up calls, then the median of `reps` timed
 calls, each started on an idle GPU (`ms`: launch gaps included, as the trainer sees them when the
@@ -34,9 +34,11 @@ from .config import FULL_MODEL, TINY_MODEL
 from .ortho import flops, orthogonalize
 
 METHODS = ("ns5", "polar_express")
-# triton: ortho_triton's defaults (CUDA graphs, no PDL); triton_pdl: graphs + programmatic dependent
-# launch; triton_eager: plain launches, no graphs.
-KERNELS = ("torch", "triton", "triton_pdl", "triton_eager")
+# triton: `orthogonalize_triton` per call (a CUDA graph per shape, no PDL); triton_set / triton_set2:
+# one `OrthoSet` for every matrix, one graph replay per call (the optimizer's path; its momentum
+# kernel has already written the inputs), on 1 / 2 streams inside the graph; triton_pdl: per call,
+# graphs + programmatic dependent launch; triton_eager: per call, plain launches, no graphs.
+KERNELS = ("torch", "triton", "triton_set", "triton_set2", "triton_pdl", "triton_eager")
 LAYOUTS = ("banked", "unbanked")
 CEILING_N = 8192
 
@@ -120,6 +122,26 @@ def _run_layout(f: Callable[[Tensor], Tensor], banks: dict[str, Tensor], layout:
     return {name: torch.stack([f(x[i]) for i in range(x.size(0))]) for name, x in banks.items()}
 
 
+def _runner(kernel: str, method: str, steps: int, banks: dict[str, Tensor],
+            layout: str) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Tensor]]]:
+    """(timed call, its result -> outputs per bank for the accuracy check)."""
+    if not kernel.startswith("triton_set"):
+        f = _orthogonalizer(kernel, method, steps)
+        return (lambda: _run_layout(f, banks, layout)), (lambda r: r)
+    mats = list(banks.values()) if layout == "banked" else [x[i] for x in banks.values() for i in range(x.size(0))]
+    oset = OT.OrthoSet([tuple(t.shape) for t in mats], mats[0].device, method, steps,
+                       branches=2 if kernel == "triton_set2" else 1)
+    for t, dst in zip(mats, oset.inputs):
+        dst.copy_(t)
+
+    def collect(outs: list[Tensor]) -> dict[str, Tensor]:
+        if layout == "banked":
+            return dict(zip(banks, outs))
+        it = iter(outs)
+        return {name: torch.stack([next(it) for _ in range(x.size(0))]) for name, x in banks.items()}
+    return oset.run, collect
+
+
 def _rel(out: dict[str, Tensor], ref: dict[str, Tensor]) -> tuple[float, dict[str, float]]:
     num = den = 0.0
     per: dict[str, float] = {}
@@ -166,10 +188,9 @@ def bench_ortho(device: torch.device | str | None = None, reps: int = 50, warmup
                     row["skipped"] = triton_why
                     rows.append(row)
                     continue
-                f = _orthogonalizer(kernel, method, steps)
-                run = lambda: _run_layout(f, banks, layout)  # noqa: E731
+                run, collect = _runner(kernel, method, steps, banks, layout)
                 t = time_fn(run, device, reps, warmup)
-                err, per = _rel(run(), refs[method])  # a warm call: the graph path where it is on
+                err, per = _rel(collect(run()), refs[method])  # a warm call: the graph path where it is on
                 row.update(ms=t["median_ms"], ms_min=t["min_ms"], ms_max=t["max_ms"], reps=reps)
                 if cuda:
                     row["host_ms"] = t["host_ms"]
@@ -346,6 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--configs", type=Path, default=None, help="sweep JSON whose winners replace ortho_triton.TUNED")
+    p.add_argument("--kernels", default=",".join(KERNELS), help=f"comma-separated subset of {','.join(KERNELS)}")
     a = p.parse_args(argv)
     if a.configs is not None:
         if a.configs.exists():
@@ -354,8 +376,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"configs from {a.configs}: {len(OT.TUNED)} entries", flush=True)
         else:
             print(f"{a.configs} missing: built-in configs", flush=True)
+    kernels = tuple(k for k in a.kernels.split(",") if k)
+    if not kernels or set(kernels) - set(KERNELS):
+        p.error(f"--kernels: choose from {','.join(KERNELS)}")
     if a.what == "bench":
-        res: Any = bench_ortho(reps=a.reps, command="python -m golfprof.model.ortho_bench " + " ".join(argv or sys.argv[1:]))
+        res: Any = bench_ortho(reps=a.reps, kernels=kernels, command="python -m golfprof.model.ortho_bench " + " ".join(argv or sys.argv[1:]))
         print(table(res))
     elif a.what == "sweep":
         res = sweep_configs(path=a.out)

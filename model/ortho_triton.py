@@ -25,9 +25,10 @@ key lookup and first-call benchmarking would land in the optimizer step). Masks 
 K; rows past the edge are clamped on load (their products land only in masked-off outputs), K
 tails are masked.
 
-Launches: on CUDA each call replays a CUDA graph per (shape, strides, coefficients, stream)
-(`_GraphPlan`): 3 host launches per call instead of 3 per step. Measurements, predictions and
-what did not help (programmatic dependent launch, prefetching the epilogue tile) are in
+Launches: on CUDA the iterations replay a CUDA graph (`OrthoSet`): per (shape, coefficients,
+stream) for `orthogonalize_triton`, and one graph for all banks per optimizer step, fed by the
+fused momentum kernel `momentum_into`, for the schedules. Measurements, predictions and what did
+not help (programmatic dependent launch, prefetching the epilogue tile) are in
 benchmarks/ortho_notes.md.
 
 `available()` says whether the fast path can run here; CPU tensors are accepted only under
@@ -204,6 +205,25 @@ if triton is not None:
             out = acc.to(OUT.dtype.element_ty)
         tl.store(OUT + bat * sob + rm[:, None] * som + rn[None, :] * son, out, mask=mask)
 
+    @triton.jit
+    def _momentum_kernel(G, MOM, U, mu, n, MOM_BF16: tl.constexpr, INTERP: tl.constexpr, BLOCK: tl.constexpr):
+        """M <- mu·M + g; U <- g + mu·M, in bf16 (`optim.nesterov_` in one pass over memory)."""
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        g = tl.load(G + offs, mask=mask, other=0.0).to(tl.float32)
+        m = mu * tl.load(MOM + offs, mask=mask, other=0.0).to(tl.float32) + g
+        if MOM_BF16 and INTERP:
+            m_st = _round_bf16(m)
+        else:
+            m_st = m.to(MOM.dtype.element_ty)
+        tl.store(MOM + offs, m_st, mask=mask)
+        u = g + mu * m_st.to(tl.float32)  # the stored momentum, as nesterov_ reads it back
+        if INTERP:
+            u_st = _round_bf16(u)
+        else:
+            u_st = u.to(tl.bfloat16)
+        tl.store(U + offs, u_st, mask=mask)
+
 
 # ---- launch configurations ------------------------------------------------------------------
 # syrk: (BLOCK, BLOCK_K, num_warps, num_stages, PREFETCH_C); update: (BLOCK_M, BLOCK_N, BLOCK_K,
@@ -354,6 +374,31 @@ def _update(bm: Tensor, x: Tensor, out: Tensor, alpha: float, beta: float,
             **_launch_opts(di, warps, stages))
 
 
+_MOMENTUM_BLOCK = 4096
+
+
+def momentum_into(buf: Tensor, grad: Tensor, mu: float, out: Tensor | None = None) -> Tensor:
+    """`optim.nesterov_(buf, grad, mu)` cast to bf16, written into `out` (e.g. an `OrthoSet`
+    input; a new tensor if None) by one kernel: reads g and M once, writes M and U once, where the
+    torch ops make five passes. M rounds once per step (torch rounds mu·M, then the sum)."""
+    if out is None:
+        out = torch.empty(grad.shape, device=grad.device, dtype=torch.bfloat16)
+    if not (grad.shape == buf.shape and grad.numel() == out.numel() and out.dtype == torch.bfloat16
+            and buf.dtype in (torch.bfloat16, torch.float32)):
+        raise ValueError(f"momentum_into: grad {tuple(grad.shape)} {grad.dtype}, momentum {tuple(buf.shape)} "
+                         f"{buf.dtype}, out {tuple(out.shape)} {out.dtype}")
+    if not (grad.is_contiguous() and buf.is_contiguous() and out.is_contiguous()):
+        from .optim import nesterov_
+        out.view(grad.shape).copy_(nesterov_(buf, grad, mu))
+        return out
+    n = grad.numel()
+    di = _dev(grad)
+    _momentum_kernel[(triton.cdiv(n, _MOMENTUM_BLOCK),)](
+        grad, buf, out, float(mu), n, MOM_BF16=buf.dtype == torch.bfloat16, INTERP=di is None,
+        BLOCK=_MOMENTUM_BLOCK, num_warps=8)
+    return out
+
+
 def _steps(cur: Tensor, norm: Tensor, coeffs, A: Tensor, Bm: Tensor, bufs: list[Tensor], out: Tensor | None,
            norm_mul: float, norm_eps: float) -> Tensor:
     """The iterations; the last update writes `out`, or, with out=None, is left to the caller
@@ -375,60 +420,136 @@ def _steps(cur: Tensor, norm: Tensor, coeffs, A: Tensor, Bm: Tensor, bufs: list[
 
 # ---- CUDA graphs ----------------------------------------------------------------------------
 # One call is 3 launches per step + a norm. On the H100 machines here a launch costs the host
-# ~40 µs (Triton's and torch's alike), more than the kernels take, so by default each (shape,
-# strides, coefficients, stream) gets a CUDA graph of everything but the last update: a call is
-# then copy input -> static buffer, replay, and the last update launched eagerly into a fresh
-# output (3 launches). Costs: the static buffers stay allocated (input, 2 X buffers, A, B: about
-# 3× the input + 2 Gram matrices; ~150 MB for the four full-preset banks); `clear_graphs()` frees
-# them. The first call of a key runs eagerly (compiles), the second captures. Set
-# GOLFPROF_ORTHO_GRAPHS=0 or pass graphs=False for plain launches.
+# ~40 µs (Triton's and torch's alike), more than the kernels take, so on CUDA the iterations run
+# as CUDA graph replays. `OrthoSet` holds the static buffers of a fixed list of matrix stacks and
+# one graph for all of them: the optimizer writes its momentum straight into `inputs` (no copy) and
+# replays once per step, the banks' chains spread over `branches` streams inside the graph so one
+# bank's kernels fill the others' partial waves. `orthogonalize_triton` (one tensor, any strides,
+# fresh output) keeps a one-item set per (shape, coefficients, stream), captured without the last
+# update, which it launches eagerly into a new tensor: copy in, replay, update (3 launches).
+# Costs: the static buffers stay allocated (input, 2 X buffers, output, A, B: about 4× the inputs
+# + 2 Gram matrices; ~250 MB for the four full-preset banks); `clear_graphs()` frees the cached
+# ones. The first run of a set is eager (compiles), the second captures. GOLFPROF_ORTHO_GRAPHS=0
+# (or graphs=False) launches plainly; GOLFPROF_ORTHO_BRANCHES sets the default branch count.
 GRAPHS_DEFAULT = os.environ.get("GOLFPROF_ORTHO_GRAPHS", "1") != "0"
+BRANCHES_DEFAULT = int(os.environ.get("GOLFPROF_ORTHO_BRANCHES", "2"))  # H100: 2 beat 1 by 8% (ortho_notes.md)
 
 
-class _GraphPlan:
-    def __init__(self, x3: Tensor, coeffs, norm_mul: float, norm_eps: float) -> None:
-        batch, m, n = x3.shape
-        dev = x3.device
-        self.coeffs, self.norm_mul, self.norm_eps = coeffs, norm_mul, norm_eps
-        self.shape = (batch, m, n)
-        self.gin = torch.empty_like(x3, dtype=torch.bfloat16)  # x3's strides when it is dense
+class _Chain:
+    """The buffers of one (..., m, n) stack, orthogonalized through its wide (m ≤ n) view."""
+
+    def __init__(self, inp: Tensor, coeffs) -> None:
+        self.tall = inp.size(-2) > inp.size(-1)
+        x = inp.mT if self.tall else inp
+        self.lead, (m, n) = x.shape[:-2], tuple(x.shape[-2:])
+        self.x3 = x.reshape(-1, m, n)  # a view (inp is contiguous): writes to inp reach it
+        assert self.x3.data_ptr() == inp.data_ptr(), "reshape copied: inputs would not reach the chain"
+        batch, dev = self.x3.size(0), inp.device
+        self.flops = batch * len(coeffs) * (4 * m * m * n + 2 * m ** 3)
         self.norm = torch.empty(batch, device=dev, dtype=torch.float32)
         self.A = torch.empty(batch, m, m, device=dev, dtype=torch.bfloat16)
         self.Bm = torch.empty_like(self.A)
         self.bufs = [torch.empty(batch, m, n, device=dev, dtype=torch.bfloat16) for _ in range(min(2, len(coeffs) - 1))]
+        self.cur: Tensor | None = None  # X before the last update (static_out=False)
+
+    def shaped(self, out3: Tensor) -> Tensor:
+        out = out3.reshape(*self.lead, *out3.shape[-2:])
+        return out.mT if self.tall else out
+
+
+class OrthoSet:
+    """`ortho.orthogonalize` of the same list of shapes on every call, as one CUDA graph replay.
+
+    Write each call's matrices into `inputs[i]` (bf16, contiguous, `shapes[i]`; e.g. with
+    `momentum_into`), then `run()`. With `static_out` (default) the whole computation is in the
+    graph and `run()` returns `outputs`, static tensors overwritten by the next run; without it the
+    last update is launched eagerly into fresh tensors (what `orthogonalize_triton` returns).
+    On the CPU (Triton's interpreter) or with graphs off, `run()` launches the kernels plainly.
+    """
+
+    def __init__(self, shapes: list[tuple[int, ...]], device: torch.device | str, method: str = "ns5",
+                 steps: int = 5, graphs: bool | None = None, branches: int | None = None,
+                 static_out: bool = True) -> None:
+        device = torch.device(device)
+        for s in shapes:
+            if len(s) < 2 or 0 in s:
+                raise ValueError(f"expected non-empty (..., m, n) shapes, got {tuple(s)}")
+        self.coeffs = coefficients(method, steps)
+        if not self.coeffs:
+            raise ValueError("OrthoSet needs at least one iteration")
+        self.norm_mul, self.norm_eps = NORM_FACTORS[method]
+        self.cuda = device.type == "cuda"
+        self.graphs = self.cuda and (GRAPHS_DEFAULT if graphs is None else graphs)
+        self.static_out = static_out
+        self.inputs = [torch.empty(s, device=device, dtype=torch.bfloat16) for s in shapes]
+        self.chains = [_Chain(t, self.coeffs) for t in self.inputs]
+        # x3's strides: the outputs are contiguous in the callers' shapes, like the inputs
+        self._out3 = [torch.empty_like(c.x3) for c in self.chains] if static_out else []
+        self.outputs = [c.shaped(o) for c, o in zip(self.chains, self._out3)]
+        n = max(1, min(BRANCHES_DEFAULT if branches is None else branches, len(shapes))) if self.cuda else 1
+        self.branch_of = _balance([c.flops for c in self.chains], n)
+        self.streams = [torch.cuda.Stream(device) for _ in range(n - 1)] if self.cuda else []
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.cur: Tensor | None = None
         self.calls = 0
         self.error: str | None = None
 
-    def _body(self) -> Tensor:
-        torch.linalg.vector_norm(self.gin, dim=(-2, -1), dtype=torch.float32, out=self.norm)
-        return _steps(self.gin, self.norm, self.coeffs, self.A, self.Bm, self.bufs, None, self.norm_mul, self.norm_eps)
+    def _chain(self, c: _Chain, out3: Tensor | None) -> None:
+        torch.linalg.vector_norm(c.x3, dim=(-2, -1), dtype=torch.float32, out=c.norm)
+        c.cur = _steps(c.x3, c.norm, self.coeffs, c.A, c.Bm, c.bufs, out3, self.norm_mul, self.norm_eps)
 
-    def __call__(self, x3: Tensor) -> Tensor:
-        if self.calls == 1 and self.error is None:
+    def _body(self) -> None:
+        outs = self._out3 or [None] * len(self.chains)
+        if not self.streams:
+            for c, o in zip(self.chains, outs):
+                self._chain(c, o)
+            return
+        main = torch.cuda.current_stream(self.inputs[0].device)
+        streams = [main, *self.streams]
+        for s in self.streams:
+            s.wait_stream(main)
+        for c, o, b in zip(self.chains, outs, self.branch_of):
+            with torch.cuda.stream(streams[b]):
+                self._chain(c, o)
+        for s in self.streams:
+            main.wait_stream(s)
+
+    def run(self) -> list[Tensor]:
+        if self.graphs and self.calls == 1 and self.error is None:
             try:
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                    cur = self._body()
-                self.graph, self.cur = graph, cur
+                    self._body()
+                self.graph = graph
             except Exception as e:  # noqa: BLE001 (keep training: plain launches from here on)
                 self.error = f"{type(e).__name__}: {e}"
                 _warn_once(f"ortho_triton: CUDA graph capture failed, launching eagerly ({self.error})")
         self.calls += 1
-        self.gin.copy_(x3)
         if self.graph is not None:
             self.graph.replay()
-            cur = self.cur
         else:
-            cur = self._body()
-        out = torch.empty(self.shape, device=x3.device, dtype=torch.bfloat16)
-        a = self.coeffs[-1][0]
-        _update(self.Bm, cur, out, 1.0, a, self.norm if len(self.coeffs) == 1 else None, self.norm_mul, self.norm_eps)
-        return out
+            self._body()
+        if self.static_out:
+            return self.outputs
+        outs = []
+        single = len(self.coeffs) == 1  # the only update is also the first: it applies the norm
+        for c in self.chains:
+            out3 = torch.empty_like(c.x3, memory_format=torch.contiguous_format)
+            _update(c.Bm, c.cur, out3, 1.0, self.coeffs[-1][0], c.norm if single else None, self.norm_mul, self.norm_eps)
+            outs.append(c.shaped(out3))
+        return outs
 
 
-_PLANS: dict[tuple, _GraphPlan] = {}
+def _balance(work: list[int], n: int) -> list[int]:
+    """Branch per item: biggest first onto the least-loaded branch (longest-processing-time)."""
+    load = [0] * n
+    out = [0] * len(work)
+    for i in sorted(range(len(work)), key=lambda i: -work[i]):
+        b = min(range(n), key=load.__getitem__)
+        out[i], load[b] = b, load[b] + work[i]
+    return out
+
+
+_PLANS: dict[tuple, OrthoSet] = {}
 _WARNED: set[str] = set()
 
 
@@ -440,7 +561,7 @@ def _warn_once(msg: str) -> None:
 
 
 def clear_graphs() -> None:
-    """Drop the captured graphs and their static buffers."""
+    """Drop the cached graphs of `orthogonalize_triton` and their static buffers."""
     _PLANS.clear()
 
 
@@ -477,12 +598,17 @@ def orthogonalize_triton(g: Tensor, method: str = "ns5", steps: int = 5,
         norm = torch.linalg.vector_norm(x3, dim=(-2, -1), dtype=torch.float32)
         out = (x3.float() / (norm * norm_mul + norm_eps)[:, None, None]).to(torch.bfloat16)
     elif x3.is_cuda and (GRAPHS_DEFAULT if graphs is None else graphs) and not torch.cuda.is_current_stream_capturing():
-        key = (x3.device.index, torch.cuda.current_stream(x3.device).cuda_stream, tuple(x3.shape), x3.stride(),
+        # the set's input in the caller's orientation: its kernels then read the same layout (and
+        # the norm reduces in the same order) as the plain launches below on a contiguous g
+        shape3 = (batch, n, m) if tall else (batch, m, n)
+        key = (x3.device.index, torch.cuda.current_stream(x3.device).cuda_stream, shape3,
                coeffs, norm_mul, norm_eps, _pdl(x3.device.index))
         plan = _PLANS.get(key)
         if plan is None:
-            plan = _PLANS[key] = _GraphPlan(x3, coeffs, norm_mul, norm_eps)
-        out = plan(x3)
+            plan = _PLANS[key] = OrthoSet([shape3], x3.device, method, steps, graphs=True, static_out=False)
+        plan.inputs[0].copy_(x3.mT if tall else x3)
+        o = plan.run()[0]
+        out = o.mT if tall else o  # (batch, m, n), contiguous
     else:
         dev = x3.device
         norm = torch.linalg.vector_norm(x3, dim=(-2, -1), dtype=torch.float32)

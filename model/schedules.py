@@ -21,7 +21,7 @@ from golfprof.profiler import phases
 from .config import Toggles, TrainConfig
 from .optim import apply_update_, nesterov_, set_adam_lr, update_scale
 from .ortho import orthogonalize
-from .ortho_triton import available as triton_available, orthogonalize_triton
+from .ortho_triton import OrthoSet, available as triton_available, momentum_into, orthogonalize_triton
 
 Mark = Callable[[str], ContextManager]
 
@@ -47,6 +47,7 @@ class _Base:
         self.ortho_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         self.momentum: dict[int, Tensor] = {}
         self.ortho_kernel = self._pick_ortho_kernel(device)
+        self._ortho_set: OrthoSet | None = None
 
     def _pick_ortho_kernel(self, device: torch.device) -> str:
         """`triton` only where it can run (a CUDA device, triton importable, bf16); else `torch`, said once."""
@@ -79,17 +80,44 @@ class _Base:
             return orthogonalize_triton(u, self.toggles.ortho, self.train.muon_ns_steps)
         return orthogonalize(u, self.toggles.ortho, self.train.muon_ns_steps, self.ortho_dtype)
 
+    def _momentum(self, buf: Tensor, grad: Tensor, mu: float) -> Tensor:
+        """Nesterov momentum; with the triton kernel fused into one pass and already bf16."""
+        if self.ortho_kernel == "triton":
+            return momentum_into(buf, grad, mu)
+        return nesterov_(buf, grad, mu)
+
+    def _momentum_buf(self, p: nn.Parameter) -> Tensor:
+        buf = self.momentum.get(id(p))
+        if buf is None:
+            buf = self.momentum[id(p)] = torch.zeros_like(p, dtype=self.mom_dtype)
+        return buf
+
     def _muon_full(self, h: StepHyper) -> None:
         """Every matrix on this rank: banks as one batched call, unbanked one matrix at a time."""
-        lr = self.train.muon_lr * h.lr_mult
+        if self.ortho_kernel == "triton":
+            return self._muon_full_one_graph(h)
         updates: list[tuple[nn.Parameter, Tensor]] = []
         for bank, params in self.groups.items():
             with self.mark(phases.bank_orthogonalize(bank)):
                 for p in params:
-                    buf = self.momentum.get(id(p))
-                    if buf is None:
-                        buf = self.momentum[id(p)] = torch.zeros_like(p, dtype=self.mom_dtype)
-                    updates.append((p, self._ortho(nesterov_(buf, p.grad, h.momentum))))
+                    updates.append((p, self._ortho(nesterov_(self._momentum_buf(p), p.grad, h.momentum))))
+        self._apply_all(updates, h)
+
+    def _muon_full_one_graph(self, h: StepHyper) -> None:
+        """Triton: every matrix in one `OrthoSet` replay, the fused momentum kernel writing its
+        inputs, so the host launches 1 + one kernel per matrix instead of ~20 per bank."""
+        params = [p for ps in self.groups.values() for p in ps]
+        if self._ortho_set is None:
+            self._ortho_set = OrthoSet([tuple(p.shape) for p in params], params[0].device, self.toggles.ortho,
+                                       self.train.muon_ns_steps)
+        with self.mark(phases.bank_orthogonalize(phases.ALL_BANKS)):
+            for p, dst in zip(params, self._ortho_set.inputs):
+                momentum_into(self._momentum_buf(p), p.grad, h.momentum, dst)
+            updates = list(zip(params, self._ortho_set.run()))
+        self._apply_all(updates, h)
+
+    def _apply_all(self, updates: list[tuple[nn.Parameter, Tensor]], h: StepHyper) -> None:
+        lr = self.train.muon_lr * h.lr_mult
         with self.mark(phases.UPDATE_APPLY):
             for p, u in updates:
                 apply_update_(p.data, u, lr, self.train.muon_wd, update_scale(p.shape))

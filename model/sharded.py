@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from golfprof.profiler import phases
 
-from .optim import apply_update_, nesterov_, update_scale
+from .optim import apply_update_, update_scale
 from .schedules import StepHyper, _Base
 
 Slot = tuple[nn.Parameter, int | None]  # a matrix: parameter and slice index (banks) or None
@@ -320,7 +320,7 @@ class ShardedSchedule(_Base):
                     with self.mark(phases.bank_wait(b.name)):
                         self._wait_rs(b)
                     with self.mark(phases.bank_orthogonalize(b.name)):
-                        u = nesterov_(b.shard_mom, b.shard, h.momentum)
+                        u = self._momentum(b.shard_mom, b.shard, h.momentum)
                         u = b.orthogonalize(u, self._ortho)
                     with self.mark(phases.bank_all_gather(b.name)):
                         b.ag = dist.all_gather_into_tensor(b.full, b.payload(u, lr, self.train.muon_wd), async_op=True)

@@ -21,6 +21,8 @@ PLANTED_DELAY = "golfprof/step/optimizer/planted_delay"
 EMA = "golfprof/step/ema"
 
 DEFAULT_PHASE_REGEX = r"^golfprof/"
+# The group name when one CUDA graph orthogonalizes every bank (ortho_kernel=triton, unsharded).
+ALL_BANKS = "all_banks"
 
 
 def bank_wait(bank: str) -> str:
@@ -35,8 +37,9 @@ def bank_all_gather(bank: str) -> str:
     return f"{MUON}/{bank}/all_gather"
 
 
-def documented_phases(banks: list[str], comm: str, world_size: int) -> list[str]:
-    """Every phase name a step of this schedule emits (tests assert traces carry all of them)."""
+def documented_phases(banks: list[str], comm: str, world_size: int, one_graph: bool = False) -> list[str]:
+    """Every phase name a step of this schedule emits (tests assert traces carry all of them).
+    one_graph: the triton orthogonalizer runs unsharded, all banks under one `ALL_BANKS` phase."""
     names = [STEP, DATA, FORWARD, BACKWARD, GRAD_CLIP, OPTIMIZER, ADAM, MUON, UPDATE_APPLY, EMA]
     distributed = world_size > 1
     if distributed:
@@ -46,5 +49,5 @@ def documented_phases(banks: list[str], comm: str, world_size: int) -> list[str]
         for b in banks:
             names += [bank_wait(b), bank_orthogonalize(b), bank_all_gather(b)]
     else:
-        names += [bank_orthogonalize(b) for b in banks]
+        names += [bank_orthogonalize(b) for b in ([ALL_BANKS] if one_graph else banks)]
     return names

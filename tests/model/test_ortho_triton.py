@@ -31,20 +31,11 @@ import textwrap
 import pytest
 import torch
 
+from triton_marks import HAVE_TRITON, U_BF16, needs_gpu, needs_triton
+
 from golfprof.model import ortho_triton as OT
 from golfprof.model.ortho import orthogonalize
 
-try:
-    import triton  # noqa: F401
-
-    HAVE_TRITON = True
-except Exception:  # noqa: BLE001
-    HAVE_TRITON = False
-
-needs_triton = pytest.mark.skipif(not HAVE_TRITON, reason="triton is not importable (pip install triton)")
-needs_gpu = pytest.mark.skipif(not OT.available()[0], reason=OT.available()[1])
-
-U_BF16 = 2.0 ** -8
 E2E_ABS = 3e-2
 
 # Runs in a fresh interpreter with TRITON_INTERPRET=1 set before triton is imported.
@@ -214,3 +205,25 @@ def test_bench_cpu_smoke(tmp_path):
     assert "ns5" in table(res)
     p = write_result(res, tmp_path / "ortho_cpu.json")
     assert json.loads(p.read_text())["command"] == "test"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "golfprof.cli", "bench", "ortho", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_bench_cli_without_gpu_is_one_line_error():
+    r = _cli()
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1 and "no CUDA device" in lines[0], r.stderr
+
+
+def test_bench_cli_kernel_choice(tmp_path):
+    r = _cli("--device", "cpu", "--kernels", "torch,nope")
+    assert r.returncode != 0 and "--kernels" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    out = tmp_path / "o.json"
+    r = _cli("--device", "cpu", "--reps", "1", "--warmup", "0", "--kernels", "torch", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["kernel"] for r in rows} == {"torch"} and len(rows) == 4  # 2 methods x 2 layouts

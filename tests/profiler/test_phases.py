@@ -67,3 +67,13 @@ def test_window_parse(text, expected):
 def test_window_parse_rejects(text):
     with pytest.raises(ConfigError):
         Window.parse(text)
+
+
+def test_one_graph_replaces_the_per_bank_orthogonalize_phases():
+    banks = ["qo_bank", "kv_bank"]
+    one = phases.documented_phases(banks, "ddp", 2, one_graph=True)
+    assert phases.bank_orthogonalize(phases.ALL_BANKS) in one
+    assert not any(phases.bank_orthogonalize(b) in one for b in banks)
+    # the explicit schedule orthogonalizes bank by bank whatever the kernel
+    explicit = phases.documented_phases(banks, "explicit", 2, one_graph=True)
+    assert phases.bank_orthogonalize("qo_bank") in explicit and phases.bank_orthogonalize(phases.ALL_BANKS) not in explicit
