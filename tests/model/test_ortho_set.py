@@ -39,6 +39,7 @@ def _no_less_accurate(rel: dict, bf16_rel: dict) -> None:
     for bank, err in rel.items():
         assert 0 < err <= 1.25 * bf16_rel[bank] + 2e-3, (bank, err, bf16_rel[bank])
 
+
 _SCRIPT = textwrap.dedent(r"""
     import json, os, sys, tempfile
     assert os.environ["TRITON_INTERPRET"] == "1"
@@ -78,7 +79,7 @@ _SCRIPT = textwrap.dedent(r"""
         for step in range(STEPS):
             tr.step(step, loader)
         p1 = {k: v.detach() for k, v in tr.model.state_dict().items()}
-        return {k: p1[k] - p0[k] for k in p1 if "bank" in k}, sorted(seen), tr.schedule.ortho_kernel
+        return {k: p1[k] - p0[k] for k in p1 if "bank" in k}, sorted(seen), tr.schedule.ortho_kernel, tr.schedule
 
     def compare(a, b):
         return {k: rel(a[k], b[k]) for k in b}
@@ -88,8 +89,12 @@ _SCRIPT = textwrap.dedent(r"""
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
         try:
             info = DistInfo(world_size=world, rank=rank, local_rank=rank, backend="gloo")
-            d = {k: train(k, "explicit", info, data)[0] for k in ("triton", "torch")}
-            d["torch_bf16"] = train("torch", "explicit", info, data, torch.bfloat16)[0]
+            d = {}
+            for comm in ("explicit", "packed"):  # a group OrthoSet per bank; the per-call path per part
+                runs = {k: train(k, comm, info, data) for k in ("triton", "torch")}
+                d[comm] = {k: r[0] for k, r in runs.items()}
+                d[comm]["group_sets"] = len(runs["triton"][3]._group_sets)
+                d[comm]["torch_bf16"] = train("torch", comm, info, data, torch.bfloat16)[0]
             if rank == 0:
                 torch.save(d, out)
         finally:
@@ -140,15 +145,16 @@ _SCRIPT = textwrap.dedent(r"""
         kernels(res)
         tmp = tempfile.mkdtemp()
         data = write_synthetic_dataset(tmp, TINY_MODEL.vocab_size, 40_000, 2_000, seed=0)["train"]
-        tri, seen, used = train("triton", "explicit", DistInfo(), data)
-        ref, seen_torch, _ = train("torch", "explicit", DistInfo(), data)
+        tri, seen, used, _ = train("triton", "explicit", DistInfo(), data)
+        ref, seen_torch, _, _ = train("torch", "explicit", DistInfo(), data)
         bf16 = train("torch", "explicit", DistInfo(), data, torch.bfloat16)[0]
         res["local"] = {"rel": compare(tri, ref), "torch_bf16_rel": compare(bf16, ref), "phases": seen,
                         "torch_phases": seen_torch, "used": used}
         out = os.path.join(tmp, "sharded.pt")
         mp.start_processes(worker, args=(2, os.path.join(tmp, "store"), data, out), nprocs=2, start_method="spawn")
         d = torch.load(out)
-        res["sharded"] = {"rel": compare(d["triton"], d["torch"]), "torch_bf16_rel": compare(d["torch_bf16"], d["torch"])}
+        res["sharded"] = {comm: {"rel": compare(x["triton"], x["torch"]), "torch_bf16_rel": compare(x["torch_bf16"], x["torch"]),
+                                 "group_sets": x["group_sets"]} for comm, x in d.items()}
         print("RESULT" + json.dumps(res))
 """)
 
@@ -196,8 +202,11 @@ def test_local_schedule_one_graph_matches_torch_kernel(interp):
 
 
 @needs_triton
-def test_sharded_schedule_fused_momentum_matches_torch_kernel(interp):
-    _no_less_accurate(interp["sharded"]["rel"], interp["sharded"]["torch_bf16_rel"])
+@pytest.mark.parametrize("comm", ["explicit", "packed"])
+def test_sharded_schedules_on_the_triton_kernel_match_torch(interp, comm):
+    # explicit: one OrthoSet per bank group; packed splits attention groups: the per-call path
+    assert interp["sharded"][comm]["group_sets"] == (4 if comm == "explicit" else 0)
+    _no_less_accurate(interp["sharded"][comm]["rel"], interp["sharded"][comm]["torch_bf16_rel"])
 
 
 def test_set_rejects_bad_shapes():
@@ -225,3 +234,50 @@ def test_cuda_set_graph_matches_eager(branches):
     assert graphed.graph is not None and graphed.error is None
     for r, o in zip(ref, outs):
         assert torch.equal(r, o)
+
+
+@needs_gpu
+@pytest.mark.parametrize("comm", ["explicit", "packed", "vectorized"])
+def test_cuda_sharded_schedules_on_nccl_with_one_rank(comm, tmp_path):
+    """The sharded schedules' NCCL calls (AVG reduce-scatter, bf16 all-gather) with one rank on
+    this GPU, and their triton path (group `OrthoSet`s captured while collectives are in flight),
+    against the same schedule on the torch kernel in fp32: no less accurate than torch in bf16."""
+    import torch.distributed as dist
+
+    from golfprof.model.config import RunConfig, TINY_MODEL, TINY_TRAIN, Toggles, replace
+    from golfprof.model.data import DistributedLoader
+    from golfprof.model.sharded import ShardedSchedule
+    from golfprof.model.synthetic import write_synthetic_dataset
+    from golfprof.model.train import DistInfo, Trainer
+
+    data = write_synthetic_dataset(tmp_path / "data", TINY_MODEL.vocab_size, 40_000, 2_000, seed=0)["train"]
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        def train(kernel: str, ortho_dtype: torch.dtype) -> tuple[dict, ShardedSchedule]:
+            toggles = Toggles(layout="banked", comm=comm, compile="off", ortho_kernel=kernel)
+            run = RunConfig("tiny", TINY_MODEL, replace(TINY_TRAIN, steps=4, grad_clip=0.0), toggles, kernel)
+            tr = Trainer(run, torch.device("cuda"), DistInfo())
+            tr.schedule = ShardedSchedule(groups=tr.model.bank_groups(), replicated=tr.schedule.replicated,
+                                          adam=tr.adam, train=run.train, toggles=toggles, device=torch.device("cuda"),
+                                          mark=tr.schedule.mark, model=tr.model, world_size=1, rank=0, backend="nccl")
+            tr.schedule.ortho_dtype = ortho_dtype
+            p0 = {k: v.detach().clone() for k, v in tr.model.state_dict().items() if "bank" in k}
+            loader = DistributedLoader(data, run.train.seq_len, run.train.micro_batch_seqs, tr.grad_accum, 1, 0)
+            for step in range(4):  # eager, capture, replays
+                tr.step(step, loader)
+            torch.cuda.synchronize()
+            p1 = tr.model.state_dict()
+            return {k: (p1[k] - p0[k]).float() for k in p0}, tr.schedule
+
+        tri, sched = train("triton", torch.bfloat16)
+        ref, _ = train("torch", torch.float32)
+        bf16, _ = train("torch", torch.bfloat16)
+    finally:
+        dist.destroy_process_group()
+    assert sched.ortho_kernel == "triton"
+    sets = list(sched._group_sets.values())
+    assert len(sets) == (0 if comm == "packed" else 4)
+    assert all(s.graph is not None and s.error is None for s in sets)
+    rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
+    _no_less_accurate({k.split(".")[-1]: rel(tri[k], ref[k]) for k in ref},
+                      {k.split(".")[-1]: rel(bf16[k], ref[k]) for k in ref})
