@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -78,18 +81,85 @@ def spawn(spec: RunSpec, nproc: int) -> tuple[int, str | None]:
         worker = ["-m", "golfprof.ablations.worker", str(spec_file)]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         if nproc == 1:
-            proc = subprocess.run([sys.executable, *worker], env=env, stderr=subprocess.PIPE, text=True)
+            proc = _run_child([sys.executable, *worker], env)
             error = _error_line(proc.stderr)
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "--log-dir", str(Path(tmp) / "logs"), "--redirects", "2", *worker]
-            proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
+            proc = _run_child(cmd, env)
             error = first_rank_error(Path(tmp) / "logs")
+            if proc.returncode != 0:
+                _keep_logs(Path(tmp) / "logs", spec.run_dir)
         if proc.returncode != 0 and error is None:
-            error = _last_line(proc.stderr) or f"exit code {proc.returncode}"
+            error = torchrun_root_cause(proc.stderr) or _last_line(proc.stderr) or f"exit code {proc.returncode}"
             if proc.returncode < 0:
                 error = f"killed by signal {-proc.returncode} (out of memory?)"
         return proc.returncode, (error if proc.returncode != 0 else None)
+
+
+def _run_child(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`subprocess.run` that takes its child down with it. SIGTERM (`timeout`, a scheduler, a CI
+    cancel) kills only golfprof by default, which would orphan torchrun and its ranks, still
+    holding the GPUs; here SIGTERM or Ctrl-C stops the child first (torchrun passes the SIGTERM on
+    to its ranks), then golfprof exits with 128 + the signal, or as Ctrl-C does."""
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    main = threading.current_thread() is threading.main_thread()
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term) if main else None
+    try:
+        _, err = proc.communicate()
+    except BaseException as e:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if isinstance(e, SystemExit):
+            print(f"golfprof: terminated by signal {e.code - 128}; stopped the run's processes first", file=sys.stderr)
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+    return subprocess.CompletedProcess(cmd, proc.returncode, None, err)
+
+
+def _keep_logs(log_dir: Path, run_dir: str | None) -> None:
+    """A failed job's per-rank stdout/stderr (full tracebacks) into RUN_DIR/launch_logs: the
+    launch folder is temporary, and the one-line error is all the terminal shows."""
+    if run_dir and log_dir.is_dir():
+        import shutil
+
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copytree(log_dir, Path(run_dir) / "launch_logs", dirs_exist_ok=True)
+
+
+def torchrun_root_cause(text: str) -> str | None:
+    """One line from the "Root Cause" block torchrun prints when a rank dies without golfprof's
+    own error line (killed by a signal, e.g. the kernel's OOM killer, or a crash in native code):
+    'rank 1 died: exit code -9 (SIGKILL); Signal 9 (SIGKILL) received by PID 16682'."""
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("Root Cause")), None)
+    if start is None:
+        return None
+    fields: dict[str, str] = {}
+    for ln in lines[start + 1:]:
+        if ln.startswith("====="):
+            break
+        key, sep, value = ln.strip().partition(":")
+        if sep and key.strip() in ("rank", "exitcode", "traceback") and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    if "rank" not in fields:
+        return None
+    rank = fields["rank"].split(" ")[0]
+    exitcode = fields.get("exitcode", "")  # "-9 (pid: 16682)  (SIGKILL)"
+    number, signame = re.match(r"-?\d+", exitcode), re.search(r"\((SIG\w+)\)", exitcode)
+    code = (number.group(0) if number else "?") + (f" ({signame.group(1)})" if signame else "")
+    why = fields.get("traceback", "")
+    return f"rank {rank} died: exit code {code}" + (f"; {why}" if why and why != "<N/A>" else "")
 
 
 def _error_line(text: str) -> str | None:

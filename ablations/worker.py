@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -20,6 +21,8 @@ def main(argv: list[str]) -> int:
     try:
         if os.environ.get("GOLFPROF_TEST_FAIL_RANK") == str(rank):  # fault injection for the launcher's tests
             raise RuntimeError("injected failure")
+        if os.environ.get("GOLFPROF_TEST_KILL_RANK") == str(rank):  # dies as the OOM killer would kill it
+            os.kill(os.getpid(), signal.SIGKILL)
         run_joined(spec, info)
     except Exception as e:  # one line for the launcher; the full traceback stays in the rank's log
         traceback.print_exc()

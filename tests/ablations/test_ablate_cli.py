@@ -129,6 +129,44 @@ def test_a_dying_rank_ends_the_job_with_its_error(tmp_path):
     assert r.returncode != 0
     assert "error: rank 1: RuntimeError: injected failure" in r.stderr
     assert time.monotonic() - t0 < 90
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    logs = "".join(p.read_text() for p in (run_dir / "launch_logs").rglob("stderr.log"))
+    assert "Traceback" in logs and "injected failure" in logs  # the full traceback outlives the launch
+
+
+def test_a_rank_killed_by_a_signal_is_named(tmp_path):
+    """No golfprof error line from a SIGKILLed rank: the error comes from torchrun's root cause."""
+    r = golfprof("ablate", "--nproc", "2", "--steps", "5", "--runs-dir", str(tmp_path / "runs"),
+                 "--data-dir", str(tmp_path / "data"), "--quiet", env={"GOLFPROF_TEST_KILL_RANK": "1"}, timeout=120)
+    assert r.returncode != 0
+    assert "error: rank 1 died: exit code -9 (SIGKILL)" in r.stderr, r.stderr[-2000:]
+
+
+def test_torchrun_root_cause_parsing():
+    from golfprof.ablations.launch import torchrun_root_cause
+
+    text = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+=======================================================
+w.py FAILED
+-------------------------------------------------------
+Failures:
+[1]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 16681)  (SIGTERM)
+  traceback : Signal 15 (SIGTERM) received by PID 16681
+-------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-23_15:24:47
+  host      : localhost
+  rank      : 3 (local_rank: 1)
+  exitcode  : 1 (pid: 16682)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+======================================================="""
+    assert torchrun_root_cause(text) == ("rank 3 died: exit code 1; "
+                                         "To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html")
+    assert torchrun_root_cause("no summary here") is None
 
 
 @pytest.mark.parametrize("variant,nproc", [("packed", 3), ("vectorized_unbanked", 2)])
@@ -168,3 +206,65 @@ def test_slurm_variables_are_understood():
     assert (info.rank, info.world_size, info.local_rank) == (5, 8, 1)
     assert launched_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) is None  # no MASTER_ADDR: not a torch launch
     assert launched_env({}) is None
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Live descendants of `root` (Linux /proc): pid -> command line."""
+    procs: dict[int, tuple[int, str]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        if fields[0] != "Z":
+            procs[int(d.name)] = (int(fields[1]), cmd)
+    out: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, cmd) in procs.items():
+            if ppid == parent and pid not in out:
+                out[pid] = cmd
+                frontier.append(pid)
+    return out
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if Path(f"/proc/{p}").exists()
+            and not (Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z")]
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_the_ranks_too(tmp_path):
+    """`timeout` or a scheduler sends SIGTERM to golfprof alone: its torchrun and ranks must go too."""
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "golfprof.cli", "ablate", "--variant", "explicit_banks", "--nproc", "2",
+                             "--preset", "tiny", "--steps", "100000", "--profile-steps", "off", "--runs-dir", str(runs),
+                             "--data-dir", str(tmp_path / "data"), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ranks: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(ranks) < 3:  # torchrun (its arguments name the worker too) + 2 ranks
+            time.sleep(0.5)
+            ranks = [p for p, cmd in _descendants(proc.pid).items() if "golfprof.ablations.worker" in cmd]
+        assert len(ranks) >= 3, "the ranks never started"
+        time.sleep(3)  # into their start-up (process group, model, data)
+        proc.send_signal(15)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, (proc.returncode, err[-2000:])
+        assert "terminated by signal 15" in err and "Traceback" not in err, err[-2000:]
+        deadline = time.time() + 30
+        while time.time() < deadline and _alive(ranks):
+            time.sleep(0.5)
+        assert not _alive(ranks), "orphaned ranks survived golfprof"
+    finally:  # a failed assertion must not leave a 100000-step job behind
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+        for pid in _alive(ranks):
+            os.kill(pid, 9)
