@@ -63,11 +63,28 @@ def run_joined(spec: RunSpec, info: DistInfo) -> dict:
         if info.backend == "nccl":
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(info.backend)
+    ok = False
     try:
-        return execute(spec, info)
+        result = execute(spec, info)
+        ok = True
+        return result
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown_process_group(ok)
+
+
+def shutdown_process_group(ok: bool = True) -> None:
+    """Tear the process group down without the exit-time aborts gloo is prone to: free any
+    collective handle still held (a work object destroyed after the group, or at interpreter exit,
+    can SIGABRT the rank) and, when every rank got here normally, wait for all before closing the
+    connections a slower peer's last collective may still be using."""
+    if not dist.is_initialized():
+        return
+    import gc
+
+    gc.collect()
+    if ok:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def spawn(spec: RunSpec, nproc: int) -> tuple[int, str | None]:

@@ -317,6 +317,10 @@ class ShardedSchedule(_Base):
     def _apply(self, b: _Group, lr: float) -> None:
         with self.mark(phases.UPDATE_APPLY):
             b.ag.wait()
+            # drop the handle: a gloo work object that outlives destroy_process_group (kept by a
+            # schedule until the garbage collector or interpreter exit frees it) can abort the
+            # process (SIGABRT, "terminate called without an active exception")
+            b.ag = None
             b.finish(lr, self.train.muon_wd)
 
     def step(self, h: StepHyper) -> None:

@@ -46,6 +46,7 @@ _SCRIPT = textwrap.dedent(r"""
     import torch
     import torch.distributed as dist
     import torch.multiprocessing as mp
+    from golfprof.ablations.launch import shutdown_process_group
     from golfprof.model import ortho_triton as OT, schedules
     from golfprof.model.config import RunConfig, TINY_MODEL, TINY_TRAIN, Toggles, replace
     from golfprof.model.data import DistributedLoader
@@ -87,6 +88,7 @@ _SCRIPT = textwrap.dedent(r"""
     def worker(rank, world, store, data, out):
         torch.set_num_threads(1)
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+        ok = False
         try:
             info = DistInfo(world_size=world, rank=rank, local_rank=rank, backend="gloo")
             d = {}
@@ -97,8 +99,9 @@ _SCRIPT = textwrap.dedent(r"""
                 d[comm]["torch_bf16"] = train("torch", comm, info, data, torch.bfloat16)[0]
             if rank == 0:
                 torch.save(d, out)
+            ok = True
         finally:
-            dist.destroy_process_group()
+            shutdown_process_group(ok)
 
 
     def kernels(res):
@@ -244,6 +247,7 @@ def test_cuda_sharded_schedules_on_nccl_with_one_rank(comm, tmp_path):
     against the same schedule on the torch kernel in fp32: no less accurate than torch in bf16."""
     import torch.distributed as dist
 
+    from golfprof.ablations.launch import shutdown_process_group
     from golfprof.model.config import RunConfig, TINY_MODEL, TINY_TRAIN, Toggles, replace
     from golfprof.model.data import DistributedLoader
     from golfprof.model.sharded import ShardedSchedule
@@ -273,7 +277,7 @@ def test_cuda_sharded_schedules_on_nccl_with_one_rank(comm, tmp_path):
         ref, _ = train("torch", torch.float32)
         bf16, _ = train("torch", torch.bfloat16)
     finally:
-        dist.destroy_process_group()
+        shutdown_process_group()
     assert sched.ortho_kernel == "triton"
     sets = list(sched._group_sets.values())
     assert len(sets) == (0 if comm == "packed" else 4)
