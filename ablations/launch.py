@@ -83,7 +83,8 @@ def shutdown_process_group(ok: bool = True) -> None:
 
     gc.collect()
     if ok:
-        dist.barrier()
+        nccl = dist.get_backend() == "nccl"
+        dist.barrier(device_ids=[torch.cuda.current_device()] if nccl else None)
     dist.destroy_process_group()
 
 
