@@ -101,13 +101,15 @@ def spawn(spec: RunSpec, nproc: int) -> tuple[int, str | None]:
         if nproc == 1:
             proc = _run_child([sys.executable, *worker], env)
             error = _error_line(proc.stderr)
+            if proc.returncode != 0:
+                _keep_logs(spec.run_dir, stderr=proc.stderr)
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "--log-dir", str(Path(tmp) / "logs"), "--redirects", "2", *worker]
             proc = _run_child(cmd, env)
             error = first_rank_error(Path(tmp) / "logs")
             if proc.returncode != 0:
-                _keep_logs(Path(tmp) / "logs", spec.run_dir)
+                _keep_logs(spec.run_dir, log_dir=Path(tmp) / "logs")
         if proc.returncode != 0 and error is None:
             error = torchrun_root_cause(proc.stderr) or _last_line(proc.stderr) or f"exit code {proc.returncode}"
             if proc.returncode < 0:
@@ -145,14 +147,19 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(cmd, proc.returncode, None, err)
 
 
-def _keep_logs(log_dir: Path, run_dir: str | None) -> None:
-    """A failed job's per-rank stdout/stderr (full tracebacks) into RUN_DIR/launch_logs: the
-    launch folder is temporary, and the one-line error is all the terminal shows."""
-    if run_dir and log_dir.is_dir():
+def _keep_logs(run_dir: str | None, log_dir: Path | None = None, stderr: str | None = None) -> None:
+    """A failed job's output into RUN_DIR/launch_logs: torchrun's per-rank stdout/stderr folder, or
+    a lone worker's stderr. The launch folder is temporary, and the terminal shows one line."""
+    if not run_dir:
+        return
+    dest = Path(run_dir) / "launch_logs"
+    dest.mkdir(parents=True, exist_ok=True)
+    if log_dir is not None and log_dir.is_dir():
         import shutil
 
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        shutil.copytree(log_dir, Path(run_dir) / "launch_logs", dirs_exist_ok=True)
+        shutil.copytree(log_dir, dest, dirs_exist_ok=True)
+    if stderr:
+        (dest / "stderr.log").write_text(stderr)
 
 
 def torchrun_root_cause(text: str) -> str | None:

@@ -268,3 +268,12 @@ def test_sigterm_stops_the_ranks_too(tmp_path):
             proc.wait(timeout=60)
         for pid in _alive(ranks):
             os.kill(pid, 9)
+
+
+def test_a_failed_single_process_run_in_a_matrix_keeps_its_traceback(tmp_path):
+    r = golfprof("ablate", "--repeats", "2", "--steps", "3", "--runs-dir", str(tmp_path / "runs"),
+                 "--matrix-dir", str(tmp_path / "m"), "--data-dir", str(tmp_path / "data"), "--quiet",
+                 env={"GOLFPROF_TEST_FAIL_RANK": "0"}, timeout=120)
+    assert "injected failure" in r.stdout + r.stderr
+    logs = list((tmp_path / "m").glob("*/launch_logs/stderr.log"))
+    assert logs and all("Traceback" in p.read_text() and "injected failure" in p.read_text() for p in logs)
