@@ -117,9 +117,12 @@ def comparison(matrix_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
                            significant=d.significant, test=d.method,
                            verdict=stats.verdict(d, better_high))
             rows.append(row)
-    return {"baseline": baseline, "failed": failed, "rows": rows,
-            "note": "95% intervals; Welch's t on per-run medians with >=2 repeats per side (repeats are "
-                    "independent, steps are not), else Welch's t on batch medians of consecutive steps"}
+    note = ("95% intervals; Welch's t on per-run medians with >=2 repeats per side (repeats are "
+            "independent, steps are not), else Welch's t on batch medians of consecutive steps")
+    if any(len(rs) == 1 for rs in by_variant.values()):
+        note += (". With one run, intervals hold only the noise within that run, not the spread between "
+                 "processes, which on GPUs is larger: run --repeats 2 or more before trusting a verdict")
+    return {"baseline": baseline, "failed": failed, "rows": rows, "note": note}
 
 
 def comparison_frame(result: dict[str, Any]) -> pd.DataFrame:

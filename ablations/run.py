@@ -123,6 +123,13 @@ def shared_run_dir(spec: RunSpec, run: RunConfig, info: DistInfo) -> Path:
     return path
 
 
+def enable_tf32() -> None:
+    """The records train with TF32 on: fp32 matmuls (those outside autocast, all of `no_bf16_casts`'s)
+    then use tensor cores instead of the far slower IEEE fp32 path."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -196,6 +203,7 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     device = resolve_device(spec.device, info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    enable_tf32()
     steps = run.train.steps
     warmup = spec.warmup_steps if spec.warmup_steps is not None else default_warmup(run, device)
     if not 0 <= warmup < steps:

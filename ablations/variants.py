@@ -23,7 +23,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                      "fused updates, CUDA graphs) instead of torch's batched matmuls", {"ortho_kernel": "triton"}),
     "triton_polar_express": ("Polar Express through the Triton kernels",
                              {"ortho": "polar_express", "ortho_kernel": "triton"}),
-    "no_bf16_casts": ("everything fp32: embeddings, linear weights (no autocast), momentum, rotary",
+    "no_bf16_casts": (("everything fp32: embeddings, linear weights (no autocast; matmuls on TF32, as in the records), "
+                       "momentum, rotary"),
                       {"bf16": ()}),
     "small_first": ("reduce-scatter the smallest bank first (the speedrun's finding)",
                     {"rs_order": "small_first"}),
@@ -37,6 +38,24 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                             "parameters all-gathered (modded-nanogpt #125)",
                             {"layout": "unbanked", "comm": "vectorized"}),
 }
+
+
+# Toggles that only change what ranks exchange: with one process there is nothing to exchange.
+COMM_TOGGLES = ("comm", "rs_order", "replicated", "clip_scope")
+
+
+def same_code_with_one_process(toggles: dict[str, Toggles]) -> list[tuple[str, str]]:
+    """(variant, twin) pairs that differ only in COMM_TOGGLES, so one process runs identical code:
+    a one-GPU `ddp_banks` vs `explicit_banks` is an A/A comparison, and users should be told."""
+    first: dict[Toggles, str] = {}
+    pairs = []
+    for name, t in toggles.items():
+        key = replace(t, **{f: getattr(Toggles(), f) for f in COMM_TOGGLES})
+        if key in first:
+            pairs.append((name, first[key]))
+        else:
+            first[key] = name
+    return pairs
 
 
 def variant_names() -> list[str]:

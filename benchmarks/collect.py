@@ -1,6 +1,7 @@
 """Gather run directories' summaries into one committed results file with its provenance.
 
-usage: python benchmarks/collect.py OUT.json RUN_DIR... [--script PATH] [--note TEXT]
+usage: python benchmarks/collect.py OUT.json RUN_DIR... [--script PATH] [--device-command TEXT] [--note TEXT]
+                                      [--comparison MATRIX_DIR/comparison.json]
 """
 
 from __future__ import annotations
@@ -38,13 +39,20 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("runs", type=Path, nargs="+")
     ap.add_argument("--script", default=None, help="the device script that ran the commands")
+    ap.add_argument("--device-command", default=None, help="the command given to the device machine")
     ap.add_argument("--note", default="")
+    ap.add_argument("--comparison", type=Path, default=None, help="a matrix's comparison.json to embed")
     a = ap.parse_args()
     records = [run_record(r) for r in a.runs]
     env = json.loads((a.runs[0] / "env.json").read_text())
     out = {"device": env["device"], "gpus": env["gpus"], "torch": env["torch"], "cuda": env["cuda"],
            "git_revision": env["git_revision"], "script": a.script,
-           "command": [r["command"] for r in records], "note": a.note, "runs": records}
+           "device_command": a.device_command, "command": [r["command"] for r in records], "note": a.note,
+           "runs": records}
+    if a.comparison is not None:
+        comparison = json.loads(a.comparison.read_text())
+        out.update(comparison_from_matrix=comparison["rows"], comparison_note=comparison["note"],
+                   comparison_baseline=comparison["baseline"], failed_runs=comparison["failed"])
     a.out.write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -62,8 +62,15 @@ def _json(path: Path) -> dict[str, Any]:
     return data
 
 
-def started(path: Path) -> float:
-    """Run start: the timestamp golfprof puts in the folder name, else when config.json was written."""
+def started(path: Path, env: dict[str, Any]) -> float:
+    """Run start: env.json's record, else the stamp golfprof puts in the folder name, else when
+    config.json was written (a file time, which copies and checkouts reset)."""
+    recorded = env.get("started")
+    if isinstance(recorded, str):
+        try:
+            return dt.datetime.fromisoformat(recorded).timestamp()
+        except ValueError:
+            pass
     m = _STAMP.match(path.name)
     if m:
         return dt.datetime.strptime(m.group(1), "%Y%m%d-%H%M%S").timestamp()
@@ -80,7 +87,7 @@ def _read_run(path: Path, matrix_baseline: str | None) -> Run:
         samples = load_run(path)
     except (ConfigError, KeyError, OSError, ValueError) as e:
         raise DashboardError(f"{path}: cannot read its step samples ({e})") from None
-    return Run(path=path, name=path.name, summary=summary, env=env, started=started(path), samples=samples,
+    return Run(path=path, name=path.name, summary=summary, env=env, started=started(path, env), samples=samples,
                matrix_baseline=matrix_baseline)
 
 

@@ -237,6 +237,10 @@ def ablate(
         from golfprof.ablations.launch import check_nproc
 
         check_nproc(nproc, run["device"])
+        if nproc == 1:
+            for name, twin in V.same_code_with_one_process({n: s.run.toggles for n, s in specs.items()}):
+                print(f"note: with one process nothing is communicated: {name} runs the same code as {twin} "
+                      f"(they differ only in {', '.join(V.COMM_TOGGLES)})", file=sys.stderr)
         if len(names) == 1 and repeats == 1 and matrix_dir is None and sweep is None:
             raise typer.Exit(_run(specs[names[0]], nproc))
         from golfprof.ablations.matrix import matrix_key

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as _dt
+import datetime as dt
 import gzip
 import json
 import os
@@ -19,7 +19,7 @@ import pandas as pd
 def new_run_dir(base: Path, variant: str) -> Path:
     """runs/<timestamp>-<variant>/, with a numeric suffix rather than reusing an existing folder."""
     base.mkdir(parents=True, exist_ok=True)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
         name = f"{stamp}-{variant}" + (f"-{i}" if i else "")
         try:
@@ -89,4 +89,7 @@ def environment(world_size: int, backend: str) -> dict[str, Any]:
         "git_revision": git_revision(),
         "world_size": world_size,
         "backend": backend,
+        "tf32": torch.backends.cuda.matmul.allow_tf32,
+        # in the data, not the file system: copies, archives and git checkouts reset mtimes
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -14,6 +14,8 @@
 # The dashboard and the committed tables are made afterwards on the CPU from the returned state.
 # Local dry run of the logic (CPU, gloo):  LOCAL=1 PRESET=tiny STEPS=4 TRACE_TOKENS=1536 REPEATS=2 \
 #   OUT=/tmp/out bash benchmarks/device/h200x2_campaign.sh
+# One-GPU stand-in while 2xH200 is withheld (kind nvidia-h200, carry .whl benchmarks/device/state_h200x1):
+#   NPROC=1 STAGES="matrix extra" STEPS=16 STATE=$PWD/benchmarks/device/state_h200x1 bash benchmarks/device/h200x2_campaign.sh
 set -u
 export REPO=$PWD START=$SECONDS
 if [ -z "${LOCAL:-}" ]; then source benchmarks/device/setup.sh; fi
@@ -21,8 +23,9 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 STATE=${STATE:-$REPO/benchmarks/device/state}; mkdir -p "$STATE/logs" "${OUT:?set OUT}"
 cd "$STATE"  # not the repo root: its golfprof/ folder would shadow the installed wheel
 PRESET=${PRESET:-full} STEPS=${STEPS:-20} REPEATS=${REPEATS:-3} BUDGET=${BUDGET:-540}
-TRACE_TOKENS=${TRACE_TOKENS:-196608} DATA=${DATA:-/tmp/data}
-COMMON="--preset $PRESET --nproc 2 --data-dir $DATA --quiet"
+TRACE_TOKENS=${TRACE_TOKENS:-196608} DATA=${DATA:-/tmp/data} NPROC=${NPROC:-2} STAGES=${STAGES:-traces matrix extra}
+COMMON="--preset $PRESET --nproc $NPROC --data-dir $DATA --quiet"
+for s in traces matrix extra; do case " $STAGES " in *" $s "*) ;; *) touch "$STATE/$s.done";; esac; done  # stages left out
 left() { local l=$(( BUDGET - (SECONDS - START) )); [ $l -lt 1 ] && l=1; echo $l; }
 stage_done() { [ -f "$STATE/$1.done" ]; }
 log() { echo "[$(( SECONDS - START ))s] $*"; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import os
@@ -50,6 +51,8 @@ def test_run_directory_has_every_artifact(explicit_run: Path):
         assert summary[key] > 0, key
     env = json.loads((explicit_run / "env.json").read_text())
     assert env["torch"] and env["world_size"] == 2 and env["backend"] == "gloo"
+    assert env["tf32"] is True  # the records' setting: fp32 matmuls on tensor cores
+    assert dt.datetime.fromisoformat(env["started"]).tzinfo is not None
 
 
 @pytest.mark.parametrize("rank", [0, 1])

@@ -52,6 +52,7 @@ def test_planted_optimizer_slowdown_is_flagged(planted):
     assert row["significant"] and row["verdict"] == "significantly worse"
     assert 30 < row["diff"] < 80  # the 40 ms sleep, give or take CPU noise
     assert _row(result, "planted", "phase:golfprof/step/optimizer/planted_delay")["value"] >= 40
+    assert "With one run, intervals hold only the noise within that run" in result["note"]
 
 
 def test_regress_exit_codes(planted, tmp_path):
@@ -134,3 +135,4 @@ def test_killed_matrix_resumes_without_rerunning_complete_runs(tmp_path):
     assert sorted(final["runs"]) == ["eager-r0", "eager-r1", "explicit_banks-r0", "explicit_banks-r1"]
     assert all(i["status"] == "ok" for i in final["runs"].values())
     assert (tmp_path / "m" / "comparison.json").exists() and (tmp_path / "m" / "comparison.csv").exists()
+    assert "With one run" not in json.loads((tmp_path / "m" / "comparison.json").read_text())["note"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -102,6 +103,19 @@ def test_trend_order_threshold_and_regression(series: list[Path]):
     assert ms["threshold"].iloc[0] == pytest.approx(ms["baseline"].iloc[0] * 1.05)
     assert ms["git"].iloc[3] == "0000003abc"
     assert frame[frame["metric"] == "optimizer_ms"]["regressed"].tolist() == [False, False, False, True, False]
+
+
+def test_time_order_follows_the_recorded_start_not_file_times(tmp_path: Path, matrix: Path):
+    """A copied or checked-out matrix has fresh mtimes in any order: env.json's start decides."""
+    m = tmp_path / "m"
+    shutil.copytree(matrix, m)
+    names = ["ddp_banks-r1", "explicit_banks-r0", "explicit_banks-r1", "ddp_banks-r0"]  # the recorded order
+    for k, name in enumerate(names):
+        env_path = m / name / "env.json"
+        env = json.loads(env_path.read_text())
+        env_path.write_text(json.dumps({**env, "started": f"2026-11-23T16:1{k}:00+00:00"}))
+        os.utime(m / name / "config.json", (2e9 - k, 2e9 - k))  # file times say the reverse
+    assert [r.name for r in data.ordered(find_runs([m]).runs, "time")] == names
 
 
 def test_trend_leaves_out_runs_it_cannot_compare(series: list[Path], matrix: Path):
