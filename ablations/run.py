@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from golfprof import faults
 from golfprof.model.config import ConfigError, RunConfig
 from golfprof.model.flops import flops_per_token, ortho_flops_per_rank
 from golfprof.model.data import DistributedLoader, build_byte_luts, load_validation, target_byte_count
@@ -200,6 +201,7 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     """Train, profile and record one run on this rank; returns the run summary (rank 0's view)."""
     run = spec.run
     run.validate(info.world_size)
+    faults.configure(spec.extra.get("faults"))
     device = resolve_device(spec.device, info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -34,6 +34,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "packed": ("attention [Wq;Wk;Wv;Wo] and MLP matrices packed to one shape, one reduce-scatter/all-gather "
                "per group, one kind per rank, small groups first (modded-nanogpt #132)",
                {"comm": "packed", "rs_order": "small_first"}),
+    "attn_flash": ("attention through SDPA's FlashAttention-2 backend only", {"attention": "flash"}),
+    "attn_cudnn": ("attention through SDPA's cuDNN backend only", {"attention": "cudnn"}),
+    "attn_flex": ("attention through compiled flex_attention with a causal block mask", {"attention": "flex"}),
+    "attn_fa3": ("attention through FlashAttention-3 (flash_attn_interface), as the records run it",
+                 {"attention": "fa3"}),
     "vectorized_unbanked": ("66 matrices stacked per shape into one padded reduce-scatter; updated "
                             "parameters all-gathered (modded-nanogpt #125)",
                             {"layout": "unbanked", "comm": "vectorized"}),

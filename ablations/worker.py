@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import traceback
 
+from golfprof import faults
 from golfprof.model.train import DistInfo
 
 from .launch import launched_env, run_joined
@@ -19,10 +18,7 @@ def main(argv: list[str]) -> int:
     info = launched_env() or DistInfo()
     rank = info.rank
     try:
-        if os.environ.get("GOLFPROF_TEST_FAIL_RANK") == str(rank):  # fault injection for the launcher's tests
-            raise RuntimeError("injected failure")
-        if os.environ.get("GOLFPROF_TEST_KILL_RANK") == str(rank):  # dies as the OOM killer would kill it
-            os.kill(os.getpid(), signal.SIGKILL)
+        faults.at_rank_start(rank)
         run_joined(spec, info)
     except Exception as e:  # one line for the launcher; the full traceback stays in the rank's log
         traceback.print_exc()

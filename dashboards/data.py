@@ -1,6 +1,6 @@
 """Runs -> the frames the comparison and trend charts draw (pure: no files, no figures).
 
-Estimates and intervals come from ``golfprof.ablations.stats`` over each run's per-step samples,
+Estimates and intervals come from ``golfprof.results.stats`` over each run's per-step samples,
 exactly as ``comparison.json`` computes them, and the trend's regression flag is the gate of
 ``golfprof regress``, so the dashboard never disagrees with the command line.
 """
@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from golfprof.ablations import stats
-from golfprof.ablations.regress import check_comparable, gate_metric
-from golfprof.ablations.samples import PHASE_PREFIX, RunSamples, higher_is_better
-from golfprof.model.config import ConfigError
+from golfprof.results import stats
+from golfprof.results.regress import check_comparable, gate_metric
+from golfprof.results.samples import PHASE_PREFIX, RunSamples, higher_is_better
+from golfprof.errors import ConfigError
 from golfprof.profiler import names
 
 from .runs import Run

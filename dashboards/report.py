@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from golfprof.ablations.regress import parse_bound
-from golfprof.ablations.samples import RunSamples, load_run
+from golfprof.results.regress import parse_bound
+from golfprof.results.samples import RunSamples, load_run
 from golfprof.ablations.variants import BASELINE
-from golfprof.model.config import ConfigError
+from golfprof.errors import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.profiler.rundir import write_text as write_atomic
 from golfprof.traces.discover import discover

@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from golfprof.ablations.samples import RunSamples, load_run
-from golfprof.model.config import ConfigError
+from golfprof.results.samples import RunSamples, load_run
+from golfprof.errors import ConfigError, DashboardError
 
 _STAMP = re.compile(r"^(\d{8}-\d{6})")
 _MAX_DEPTH = 2
-
-
-class DashboardError(ValueError):
-    """Bad input, explained in one line (the command prints it and exits 2)."""
 
 
 @dataclass

@@ -297,7 +297,8 @@ def print_sweep(matrix_dir: Path, state: dict[str, Any]) -> None:
 
 def _matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Path, baseline: str,
             sweep: bool = False) -> None:
-    from golfprof.ablations.matrix import comparison, comparison_frame, run_matrix
+    from golfprof.ablations.matrix import run_matrix
+    from golfprof.results.comparison import comparison, comparison_frame
     from golfprof.profiler.rundir import write_json
 
     def event(name: str, status: str, error: Optional[str]) -> None:
@@ -322,7 +323,7 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def print_comparison(result: dict[str, Any]) -> None:
-    from golfprof.ablations.matrix import TABLE_METRICS
+    from golfprof.results.comparison import TABLE_METRICS
 
     t = Table(title=f"variants vs baseline {result['baseline']} (95% CI)")
     for col in ("variant", "metric", "runs", "value [CI]", "Δ vs baseline [CI]", "Δ %", "p", "verdict"):
@@ -352,7 +353,7 @@ def regress(
     """Exit 0 within bounds, 1 on a significant regression beyond the bound, 2 on bad input."""
     import json
 
-    from golfprof.ablations.regress import parse_bound, regress as run_regress
+    from golfprof.results.regress import parse_bound, regress as run_regress
 
     try:
         result = run_regress(current, baseline, metric, parse_bound(max_increase))
@@ -377,7 +378,7 @@ def baseline_save(
     out: Annotated[Path, typer.Option("-o", "--out", help="Baseline file to write (commit it).")] = Path("baseline.json"),
 ) -> None:
     """Write a baseline (summary + per-step samples) meant to be committed."""
-    from golfprof.ablations.regress import save_baseline
+    from golfprof.results.regress import save_baseline
 
     try:
         data = save_baseline(runs, out)
@@ -403,7 +404,7 @@ def bench_overhead(
     """Cost of phase marks + timers: interleaved marked/unmarked steps, and µs per range."""
     import json
 
-    from golfprof.ablations.bench import overhead
+    from golfprof.bench.overhead import overhead
     from golfprof.profiler.rundir import write_json
 
     try:
@@ -433,7 +434,7 @@ def bench_ortho_cmd(
     against a bf16 matmul ceiling measured in the same run; writes the table as JSON."""
     import torch
 
-    from golfprof.model.ortho_bench import KERNELS, bench_ortho, default_path, table, write_result
+    from golfprof.bench.ortho import KERNELS, bench_ortho, default_path, table, write_result
 
     if device == "auto":
         if not torch.cuda.is_available():

@@ -7,23 +7,23 @@ while running on a CPU in well under a second per step.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_type_hints
 
-LAYOUTS = ("banked", "unbanked")
-COMMS = ("explicit", "ddp", "packed", "vectorized")
-ORTHOS = ("ns5", "polar_express")
-ORTHO_KERNELS = ("torch", "triton")  # triton: model/ortho_triton.py, falls back to torch without a GPU
-BF16_PARTS = ("embeddings", "weights", "momentum", "rotary")
-COMPILE_MODES = ("auto", "on", "off")
-RS_ORDERS = ("biggest_first", "small_first")
-REPLICATED_MODES = ("per_tensor", "bucketed")
-CLIP_SCOPES = ("local", "global")
-MLP_ACTS = ("leaky_relu2", "relu2")
+from golfprof.errors import ConfigError  # noqa: F401 - model code raises it under this name
 
 
-class ConfigError(ValueError):
-    """A user-facing configuration mistake; the CLI prints it as one line."""
+BF16_PART = Literal["embeddings", "weights", "momentum", "rotary"]
+BF16_PARTS: tuple[str, ...] = get_args(BF16_PART)
+
+
+def option(default: Any, help: str, *, flag: str | None = None) -> Any:
+    """A field the CLI offers as ``--<field-name>`` (or ``flag``), declared once: default, help, choices.
+
+    ``help`` may name ``{choices}``: the values of the field's ``Literal`` type. Fields made without
+    ``option`` are not command-line options. golfprof/options.py turns these into typer options.
+    """
+    return field(default=default, metadata={"help": help, "flag": flag})
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ModelConfig:
     num_heads: int = 8
     num_kv_heads: int = 4
     mlp_mult: int = 3
-    mlp_act: str = "leaky_relu2"
+    mlp_act: Literal["leaky_relu2", "relu2"] = "leaky_relu2"
     leaky_slope: float = 0.5
     rope_dims: int = 16
     rope_base: float = 10000.0
@@ -49,7 +49,7 @@ class ModelConfig:
     qk_gain_init: float = 1.5
     tok_emb_std: float = 0.005
     # dtype of the embedding tables when the `embeddings` cast is on (#393 used fp16)
-    embedding_dtype: str = "bfloat16"
+    embedding_dtype: Literal["bfloat16", "float16"] = "bfloat16"
 
     @property
     def head_dim(self) -> int:
@@ -88,10 +88,7 @@ class ModelConfig:
             raise ConfigError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
         if self.rope_dims % 2 or self.rope_dims > self.head_dim:
             raise ConfigError(f"rope_dims {self.rope_dims} must be even and at most head_dim {self.head_dim}")
-        if self.mlp_act not in MLP_ACTS:
-            raise ConfigError(f"mlp_act {self.mlp_act!r} is not one of {', '.join(MLP_ACTS)}")
-        if self.embedding_dtype not in ("bfloat16", "float16"):
-            raise ConfigError(f"embedding_dtype {self.embedding_dtype!r} is not bfloat16 or float16")
+        validate_choices(self)
         bad = [i for i in self.ve_layers if not 0 <= i < self.num_layers]
         if bad:
             raise ConfigError(f"ve_layers {bad} are outside 0..{self.num_layers - 1}")
@@ -99,11 +96,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    seq_len: int = 2048
-    tokens_per_step: int = 786_432
-    micro_batch_seqs: int = 48
-    steps: int = 50
-    warmup_steps: int = 0  # untimed compile warm-up steps are handled by the runner
+    seq_len: int = option(2048, "Sequence length.")
+    tokens_per_step: int = option(786_432, "Global tokens per optimizer step.")
+    micro_batch_seqs: int = option(48, "Sequences per micro-batch per rank.")
+    steps: int = option(50, "Optimizer steps (default: the preset's).")
     warmdown_steps: int = 3500
     muon_lr: float = 0.025
     muon_momentum: float = 0.99
@@ -119,9 +115,8 @@ class TrainConfig:
     adam_eps: float = 1e-8
     grad_clip: float = 0.3
     ema_decay: float = 0.997
-    seed: int = 1337
+    seed: int = option(1337, "Seed for weights and synthetic data.")
     val_tokens: int = 65_536
-    val_every: int = 0
 
     def seqs_per_step(self) -> int:
         if self.tokens_per_step % self.seq_len:
@@ -153,44 +148,61 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Toggles:
-    """The systems choices golfprof ablates; a variant is a named set of these."""
+    """The systems choices golfprof ablates; a variant is a named set of these.
 
-    layout: str = "banked"
-    comm: str = "explicit"
-    ortho: str = "ns5"
-    ortho_kernel: str = "torch"
-    bf16: tuple[str, ...] = BF16_PARTS
-    compile: str = "auto"
-    rs_order: str = "biggest_first"
-    replicated: str = "per_tensor"
-    clip_scope: str = "local"  # the record clips each rank's un-reduced grads
-    optimizer_delay_ms: float = 0.0  # test-only: a planted slowdown in the optimizer phase
+    Each field is declared once, here: its type (a ``Literal`` lists the choices), default and help.
+    The CLI's options, their validation and the variant table are generated from these fields.
+    """
+
+    layout: Literal["banked", "unbanked"] = option("banked", "Weight layout: {choices}.")
+    comm: Literal["explicit", "ddp", "packed", "vectorized"] = option(
+        "explicit", "Distributed schedule: {choices}.")
+    ortho: Literal["ns5", "polar_express"] = option("ns5", "Orthogonalizer: {choices}.")
+    ortho_kernel: Literal["torch", "triton"] = option(  # triton: model/ortho_triton.py
+        "torch", "Orthogonalizer kernels: {choices} (triton falls back to torch without a GPU).")
+    bf16: tuple[BF16_PART, ...] = option(
+        BF16_PARTS, "bf16 parts: all, none, or a list of {choices}.")
+    compile: Literal["auto", "on", "off"] = option(
+        "auto", "torch.compile: {choices} (auto = on for GPUs).", flag="--compile")
+    rs_order: Literal["biggest_first", "small_first"] = option("biggest_first", "Reduce-scatter order: {choices}.")
+    replicated: Literal["per_tensor", "bucketed"] = option("per_tensor", "Replicated all-reduce: {choices}.")
+    # the record clips each rank's un-reduced grads
+    clip_scope: Literal["local", "global"] = option("local", "Grad clip on: {choices} grads (explicit schedule).")
+    attention: Literal["sdpa", "flash", "cudnn", "flex", "fa3"] = option(
+        "sdpa", "Attention kernel: {choices} (sdpa: PyTorch's pick; the GPU-only ones fall back to sdpa on the CPU).")
 
     def validate(self) -> None:
-        choices = {
-            "layout": LAYOUTS,
-            "comm": COMMS,
-            "ortho": ORTHOS,
-            "ortho_kernel": ORTHO_KERNELS,
-            "compile": COMPILE_MODES,
-            "rs_order": RS_ORDERS,
-            "replicated": REPLICATED_MODES,
-            "clip_scope": CLIP_SCOPES,
-        }
-        for name, valid in choices.items():
-            value = getattr(self, name)
-            if value not in valid:
-                raise ConfigError(f"{name} {value!r} is not one of: {', '.join(valid)}")
-        bad = [p for p in self.bf16 if p not in BF16_PARTS]
-        if bad:
-            raise ConfigError(f"bf16 part(s) {', '.join(bad)} not one of: {', '.join(BF16_PARTS)}")
-        if self.optimizer_delay_ms < 0:
-            raise ConfigError("optimizer_delay_ms must be >= 0")
+        validate_choices(self)
 
     def compile_enabled(self, device_type: str) -> bool:
         if self.compile == "auto":
             return device_type == "cuda"
         return self.compile == "on"
+
+
+def choices(cls: type, name: str) -> tuple[str, ...]:
+    """The values a ``Literal`` field (or a tuple of one) admits; () for free-form fields."""
+    hint = get_type_hints(cls, include_extras=False)[name]
+    if getattr(hint, "__origin__", None) is tuple:
+        hint = get_args(hint)[0]
+    return tuple(get_args(hint)) if getattr(hint, "__origin__", None) is Literal else ()
+
+
+def validate_choices(obj: Any) -> None:
+    """Every ``Literal`` field of a config dataclass holds one of its choices (tuples: each element)."""
+    for f in dataclasses.fields(obj):
+        valid = choices(type(obj), f.name)
+        if not valid:
+            continue
+        value = getattr(obj, f.name)
+        bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v not in valid]
+        if bad:
+            shown = ", ".join(map(str, bad)) if isinstance(value, tuple) else repr(value)
+            raise ConfigError(f"{f.name} {shown} is not one of: {', '.join(valid)}")
+
+
+# Fields that config.json files written by earlier versions hold and this one no longer has.
+_RETIRED = {"train": {"warmup_steps", "val_every"}, "toggles": {"optimizer_delay_ms"}}
 
 
 @dataclass(frozen=True)
@@ -208,12 +220,13 @@ class RunConfig:
     def from_dict(d: dict[str, Any]) -> "RunConfig":
         model = dict(d["model"])
         model["ve_layers"] = tuple(model.get("ve_layers", ()))
-        toggles = dict(d["toggles"])
+        toggles = {k: v for k, v in d["toggles"].items() if k not in _RETIRED["toggles"]}
         toggles["bf16"] = tuple(toggles.get("bf16", ()))
+        train = {k: v for k, v in d["train"].items() if k not in _RETIRED["train"]}
         return RunConfig(
             preset=d["preset"],
             model=ModelConfig(**model),
-            train=TrainConfig(**d["train"]),
+            train=TrainConfig(**train),
             toggles=Toggles(**toggles),
             variant=d.get("variant", "custom"),
         )

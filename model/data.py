@@ -16,17 +16,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .config import ConfigError
+from golfprof.errors import ConfigError, ShardError
 
 MAGIC = 20240520
 VERSION = 1
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 TOKEN_DTYPE = np.dtype("<u2")
-
-
-class ShardError(ConfigError):
-    """A missing or malformed shard; one line naming the file, so the CLI can print it as is."""
 
 
 # --------------------------------------------------------------------------------------------

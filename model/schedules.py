@@ -8,14 +8,16 @@
 
 from __future__ import annotations
 
-import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, ContextManager
 
 import torch
 from torch import Tensor, nn
 
+from golfprof import faults
+from golfprof.errors import GolfprofWarning
 from golfprof.profiler import phases
 
 from .config import Toggles, TrainConfig
@@ -57,8 +59,8 @@ class _Base:
         if ok and device.type != "cuda":
             ok, why = False, f"the run's device is {device.type}"
         if not ok:
-            print(f"golfprof: ortho_kernel=triton unavailable ({why}); using the torch orthogonalizer",
-                  file=sys.stderr)
+            warnings.warn(f"ortho_kernel=triton unavailable ({why}); using the torch orthogonalizer",
+                          GolfprofWarning, stacklevel=2)
             return "torch"
         return "triton"
 
@@ -66,9 +68,10 @@ class _Base:
         return [p for ps in self.groups.values() for p in ps] + self.replicated
 
     def _planted_delay(self) -> None:
-        if self.toggles.optimizer_delay_ms > 0:
+        delay = faults.optimizer_delay_ms()
+        if delay > 0:
             with self.mark(phases.PLANTED_DELAY):
-                time.sleep(self.toggles.optimizer_delay_ms / 1000)
+                time.sleep(delay / 1000)
 
     def _clip(self, params: list[nn.Parameter]) -> None:
         if self.train.grad_clip > 0:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError
+from golfprof.errors import ConfigError
 from .data import read_header, write_shard
 
 VERSION = 1

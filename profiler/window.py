@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from golfprof.model.config import ConfigError
+from golfprof.errors import ConfigError
 
 
 @dataclass(frozen=True)

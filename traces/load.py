@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from golfprof.errors import TraceError
+
 import numpy as np
 import pandas as pd
 
@@ -37,10 +39,6 @@ COMM_ARG_KEYS = {
     "Group size": "group_size",
     "Process Group Name": "pg_name",
 }
-
-
-class TraceError(ValueError):
-    """Bad input, explained in one line for the user (never a traceback)."""
 
 
 @dataclass

@@ -15,12 +15,12 @@ export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 
 OUT=${OUT:-/tmp/ortho_out}; mkdir -p "$OUT"
 PKG=/tmp/pkg; rm -rf $PKG; mkdir -p $PKG/golfprof/model
 touch $PKG/golfprof/__init__.py
-cp model/__init__.py model/config.py model/ortho.py model/ortho_triton.py model/ortho_bench.py $PKG/golfprof/model/
+cp model/__init__.py model/config.py model/ortho.py model/ortho_triton.py bench/ortho.py $PKG/golfprof/model/
 mkdir -p $PKG/t && cp tests/model/test_ortho_triton.py tests/model/triton_marks.py $PKG/t/
 export PYTHONPATH=$PKG; cd $PKG
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit,temperature.gpu --format=csv
-M="python3 -m golfprof.model.ortho_bench"
+M="python3 -m golfprof.bench.ortho"
 for what in ${*:-sweep bench test check}; do
   echo "== $what"
   case $what in

@@ -13,7 +13,7 @@ echo "== tests"
 timeout 120 python3 -m pytest -q -p no:cacheprovider --rootdir=$WORK/t t/test_ortho_triton.py t/test_ortho_set.py -k cuda \
   > logs/test.log 2>&1; echo "rc=$?"; tail -5 logs/test.log
 echo "== bench"
-timeout 200 python3 -m golfprof.model.ortho_bench bench --kernels ${KERNELS:-torch,triton,triton_set,triton_set2} \
+timeout 200 python3 -m golfprof.bench.ortho bench --kernels ${KERNELS:-torch,triton,triton_set,triton_set2} \
   --out $OUT/ortho_bench.json > logs/bench.log 2>&1; echo "rc=$?"; tail -20 logs/bench.log
 echo "== trainer"
 VARIANTS=${VARIANTS:-explicit_banks triton_ortho polar_express triton_polar_express}

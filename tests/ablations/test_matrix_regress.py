@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from golfprof.ablations.matrix import comparison, interleaved, run_matrix
+from golfprof.ablations.matrix import interleaved, run_matrix
+from golfprof.results.comparison import comparison
 from golfprof.cli import _DEFAULTS, build_spec
 
 STEPS = 12

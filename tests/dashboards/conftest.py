@@ -7,7 +7,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-import dash_synth
+from tests.dashboards import dash_synth
 
 from golfprof.dashboards.command import dashboard
 

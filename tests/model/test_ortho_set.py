@@ -29,7 +29,7 @@ import textwrap
 import pytest
 import torch
 
-from triton_marks import U_BF16, needs_gpu, needs_triton
+from tests.model.triton_marks import U_BF16, needs_gpu, needs_triton
 
 from golfprof.model import ortho_triton as OT
 

@@ -31,7 +31,7 @@ import textwrap
 import pytest
 import torch
 
-from triton_marks import HAVE_TRITON, U_BF16, needs_gpu, needs_triton
+from tests.model.triton_marks import HAVE_TRITON, U_BF16, needs_gpu, needs_triton
 
 from golfprof.model import ortho_triton as OT
 from golfprof.model.ortho import orthogonalize
@@ -192,7 +192,7 @@ def test_cuda_graph_path_matches_eager_and_returns_fresh_tensors(shape):
 
 
 def test_bench_cpu_smoke(tmp_path):
-    from golfprof.model.ortho_bench import KERNELS, bench_ortho, table, write_result
+    from golfprof.bench.ortho import KERNELS, bench_ortho, table, write_result
 
     res = bench_ortho("cpu", reps=2, warmup=1, shapes={"a": (2, 16, 24), "b": (1, 24, 16)}, command="test")
     assert {"device", "torch", "triton", "command", "rows"} <= res.keys()

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from trace_dirs import PUBLIC
+from tests.traces.trace_dirs import PUBLIC
 
 from golfprof.traces.command import analyze
 

@@ -10,7 +10,7 @@ launched everything (`ms_gpu`: the GPU's own time). Against them: the bf16 matmu
 Accuracy: relative Frobenius error of each row's output against the float64 torch path on the
 same inputs (all four banks together; per bank alongside).
 
-Also here, for the device script (`python -m golfprof.model.ortho_bench sweep|check|bench`):
+Also here, for the device script (`python -m golfprof.bench.ortho sweep|check|bench`):
 `sweep_configs` times each kernel's candidate block configurations per shape and `check_shapes`
 compares the Triton path with the torch path on the bank and shard shapes.
 """
@@ -29,9 +29,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from . import ortho_triton as OT
-from .config import FULL_MODEL, TINY_MODEL
-from .ortho import flops, orthogonalize
+from golfprof.model import ortho_triton as OT
+from golfprof.model.config import FULL_MODEL, TINY_MODEL
+from golfprof.model.ortho import flops, orthogonalize
 
 METHODS = ("ns5", "polar_express")
 # triton: `orthogonalize_triton` per call (a CUDA graph per shape, no PDL); triton_set / triton_set2:
@@ -362,7 +362,7 @@ def check_shapes(shapes: list[tuple[int, ...]] | None = None) -> list[dict[str, 
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m golfprof.model.ortho_bench")
+    p = argparse.ArgumentParser(prog="python -m golfprof.bench.ortho")
     p.add_argument("what", choices=("bench", "sweep", "check"))
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--reps", type=int, default=50)
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     if not kernels or set(kernels) - set(KERNELS):
         p.error(f"--kernels: choose from {','.join(KERNELS)}")
     if a.what == "bench":
-        res: Any = bench_ortho(reps=a.reps, kernels=kernels, command="python -m golfprof.model.ortho_bench " + " ".join(argv or sys.argv[1:]))
+        res: Any = bench_ortho(reps=a.reps, kernels=kernels, command="python -m golfprof.bench.ortho " + " ".join(argv or sys.argv[1:]))
         print(table(res))
     elif a.what == "sweep":
         res = sweep_configs(path=a.out)

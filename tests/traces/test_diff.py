@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from kineto_synth import AUTOGRAD_TID, TraceBuilder, golfprof_meta
-from trace_dirs import GPU_TRACES
+from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder, golfprof_meta
+from tests.traces.trace_dirs import GPU_TRACES
 from typer.testing import CliRunner
 
 from golfprof.cli import app

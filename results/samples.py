@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from golfprof.model.config import ConfigError
+from golfprof.errors import ConfigError
 from golfprof.profiler import names as phases
 from golfprof.profiler.window import Window, timed_steps
 

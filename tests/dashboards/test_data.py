@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import dash_synth as S
+from tests.dashboards import dash_synth as S
 
-from golfprof.ablations.matrix import comparison as matrix_comparison, load_state
+from golfprof.ablations.matrix import load_state
+from golfprof.results.comparison import comparison as matrix_comparison
 from golfprof.dashboards import data
 from golfprof.dashboards.runs import DashboardError, find_runs
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from golfprof.model.config import ConfigError
+from golfprof.errors import ConfigError
 from golfprof.profiler.rundir import write_json
 
 from . import stats

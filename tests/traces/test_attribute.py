@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from kineto_synth import AUTOGRAD_TID, TraceBuilder
+from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder
 
 from golfprof.profiler import phases as ph
 from golfprof.traces import attribute

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from trace_dirs import GPU_TRACES
+from tests.traces.trace_dirs import GPU_TRACES
 from typer.testing import CliRunner
 
 from golfprof.cli import app

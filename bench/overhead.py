@@ -1,4 +1,4 @@
-"""What phase marks cost: interleaved marked/unmarked steps in one process, plus a per-range
+"""`golfprof bench overhead`: what phase marks cost: interleaved marked/unmarked steps in one process, plus a per-range
 micro-benchmark.
 
 Separate runs of the same configuration differed by up to 10% on one H100 (GPU clocks, machine),
@@ -14,7 +14,11 @@ from typing import Any, Callable
 
 import torch
 
-from .phases import Marker, PhaseClock, UNMARKED
+from golfprof.ablations.run import RunSpec, default_warmup, ensure_data, resolve_device
+from golfprof.model.data import DistributedLoader
+from golfprof.model.train import DistInfo, Trainer
+from golfprof.profiler.phases import UNMARKED, Marker, PhaseClock
+from golfprof.profiler.rundir import environment
 
 
 def _sync(device: torch.device) -> None:
@@ -69,3 +73,23 @@ def interleaved_overhead(step: Callable[[int], Any], marker: Marker, clock: Phas
         "marked_ms": times["marked"],
         "unmarked_ms": times["unmarked"],
     }
+
+def overhead(spec: RunSpec, pairs: int) -> dict[str, Any]:
+    run = spec.run
+    run.validate(1)
+    device = resolve_device(spec.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    train_pattern, _ = ensure_data(spec, run, 0)
+    clock = PhaseClock(device)
+    marker = Marker(clock, marks=True)
+    trainer = Trainer(run, device, DistInfo(), marker)
+    loader = DistributedLoader(train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
+                               trainer.grad_accum, pin_memory=device.type == "cuda")
+    warmup = spec.warmup_steps if spec.warmup_steps is not None else 2 * default_warmup(run, device)
+    result = interleaved_overhead(lambda i: trainer.step(i, loader), marker, clock, device, warmup, pairs)
+    env = environment(1, "none")
+    return {"benchmark": "phase_overhead", "device": env["device"], "torch": env["torch"],
+            "git_revision": env["git_revision"], "command": spec.command, "variant": run.variant,
+            "preset": run.preset, "warmup_steps": warmup, **result,
+            "per_range_us_no_profiler": per_range_cost_us(device)}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import dash_synth as S
+from tests.dashboards import dash_synth as S
 
 from golfprof.dashboards import timeline as T
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from golfprof.ablations import stats
+from golfprof.results import stats
 
 
 def ar1(n: int, seed: int, mean: float = 100.0, phi: float = 0.7, sd: float = 2.0) -> np.ndarray:

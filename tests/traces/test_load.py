@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from kineto_synth import TraceBuilder
+from tests.traces.kineto_synth import TraceBuilder
 
 from golfprof.traces import load
 from golfprof.traces.load import TraceError, load_trace, read_header

@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 import pandas as pd
 import pytest
 
-import dash_synth as S
-from cdp_browser import Browser, chromium
+from tests.dashboards import dash_synth as S
+from tests.dashboards.cdp_browser import Browser, chromium
 
 from golfprof.dashboards import charts as C
 from golfprof.dashboards.diffs import APPEARED

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from trace_dirs import GPU_TRACES
+from tests.traces.trace_dirs import GPU_TRACES
 from typer.testing import CliRunner
 
 from golfprof.cli import app

@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 from typer.testing import Result
 
-import dash_synth as S
+from tests.dashboards import dash_synth as S
 
 from golfprof.dashboards import charts, diffs, tables
 from golfprof.dashboards.report import Options, build
@@ -84,6 +84,6 @@ def test_plan_diffs_other_configurations_before_repeats_and_caps():
 
 def test_no_diff_option_leaves_the_section_out(cli: Callable[..., Result], matrix: Path, tmp_path: Path):
     out = tmp_path / "r.html"
-    result = cli(matrix, "-o", out, "--no-diff")  # with the diff: see test_dashboards_page
+    result = cli(matrix, "-o", out, "--no-diff")  # with the diff: see test_page
     assert result.exit_code == 0 and "diff ×" not in result.stdout and "timeline ×2" in result.stdout
     assert 'id="section-diff"' not in out.read_text()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from kineto_synth import TraceBuilder, golfprof_meta
+from tests.traces.kineto_synth import TraceBuilder, golfprof_meta
 
 from golfprof.profiler import phases as ph
 from golfprof.traces import command

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 
 import pytest
-from kineto_synth import AUTOGRAD_TID, TraceBuilder, golfprof_meta
-from trace_dirs import GPU_TRACES, PUBLIC
+from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder, golfprof_meta
+from tests.traces.trace_dirs import GPU_TRACES, PUBLIC
 
 from golfprof.profiler import phases as ph
 from golfprof.traces.discover import discover

@@ -1,0 +1,1 @@
+"""Benchmarks of trainer parts and of golfprof itself (bench ortho, overhead, attention, comm)."""

@@ -1,0 +1,38 @@
+"""Test-only fault injection, read in one place: never a run option, never in a config.
+
+The launcher's and the regression gate's tests need real failures: a rank that raises, a rank
+killed as the OOM killer kills, a planted slowdown in the optimizer phase. They are asked for
+through the environment (inherited by torchrun's ranks), or through ``RunSpec.extra["faults"]``
+for one run of a matrix.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+FAIL_RANK = "GOLFPROF_TEST_FAIL_RANK"
+KILL_RANK = "GOLFPROF_TEST_KILL_RANK"
+OPTIMIZER_DELAY_MS = "GOLFPROF_TEST_OPTIMIZER_DELAY_MS"
+
+_planted: dict[str, Any] = {}
+
+
+def configure(faults: dict[str, Any] | None) -> None:
+    """This process's planted faults (``RunSpec.extra["faults"]``), over the environment's."""
+    _planted.clear()
+    _planted.update(faults or {})
+
+
+def optimizer_delay_ms() -> float:
+    """Milliseconds to sleep inside the optimizer phase each step (0: none)."""
+    return float(_planted.get("optimizer_delay_ms", os.environ.get(OPTIMIZER_DELAY_MS, 0)) or 0)
+
+
+def at_rank_start(rank: int) -> None:
+    """Fail or die here when a test asked this rank to."""
+    if os.environ.get(FAIL_RANK) == str(rank):
+        raise RuntimeError("injected failure")
+    if os.environ.get(KILL_RANK) == str(rank):
+        os.kill(os.getpid(), signal.SIGKILL)

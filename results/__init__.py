@@ -1,0 +1,1 @@
+"""Judging results: per-step samples, statistics, variant comparisons and the regression gate (no torch)."""
