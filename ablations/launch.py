@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from golfprof.model.config import ConfigError
 from golfprof.model.train import DistInfo
+from golfprof.profiler.rundir import RunDir
 
 from .run import RunSpec, execute
 
@@ -152,14 +153,15 @@ def _keep_logs(run_dir: str | None, log_dir: Path | None = None, stderr: str | N
     a lone worker's stderr. The launch folder is temporary, and the terminal shows one line."""
     if not run_dir:
         return
-    dest = Path(run_dir) / "launch_logs"
+    rd = RunDir(run_dir)
+    dest = rd.launch_logs
     dest.mkdir(parents=True, exist_ok=True)
     if log_dir is not None and log_dir.is_dir():
         import shutil
 
         shutil.copytree(log_dir, dest, dirs_exist_ok=True)
     if stderr:
-        (dest / "stderr.log").write_text(stderr)
+        rd.launch_stderr.write_text(stderr)
 
 
 def torchrun_root_cause(text: str) -> str | None:

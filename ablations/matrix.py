@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from golfprof.profiler.rundir import write_json
+from golfprof.profiler.rundir import MatrixDir
 
 from .launch import spawn
 from .run import RunSpec
@@ -28,7 +28,7 @@ def matrix_key(specs: dict[str, RunSpec], nproc: int) -> str:
 
 
 def run_name(variant: str, repeat: int) -> str:
-    return f"{variant}-r{repeat}"
+    return MatrixDir.run_name(variant, repeat)
 
 
 def interleaved(variants: list[str], repeats: int) -> list[tuple[str, int]]:
@@ -37,43 +37,33 @@ def interleaved(variants: list[str], repeats: int) -> list[tuple[str, int]]:
 
 
 def load_state(matrix_dir: Path) -> dict[str, Any]:
-    path = matrix_dir / "matrix.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    return {"runs": {}}
-
-
-def _set_aside(run_dir: Path) -> None:
-    for i in range(1, 1000):
-        target = run_dir.with_name(f"{run_dir.name}.incomplete-{i}")
-        if not target.exists():
-            run_dir.rename(target)
-            return
+    return MatrixDir(matrix_dir).read_state()
 
 
 def run_matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Path, baseline: str,
                on_event: Callable[[str, str, str | None], None] = lambda name, status, error: None,
                launcher: Callable[[RunSpec, int], tuple[int, str | None]] = spawn) -> dict[str, Any]:
     matrix_dir.mkdir(parents=True, exist_ok=True)
-    state = load_state(matrix_dir)
+    mdir = MatrixDir(matrix_dir)
+    state = mdir.read_state()
     state.update(variants=list(specs), repeats=max(repeats, state.get("repeats", 0)), nproc=nproc,
                  baseline=baseline)
-    write_json(matrix_dir / "matrix.json", state)
+    mdir.write_state(state)
     for variant, k in interleaved(list(specs), repeats):
         name = run_name(variant, k)
-        run_dir = matrix_dir / name
-        if (run_dir / "summary.json").exists():
+        run_dir = mdir.run(variant, k)
+        if run_dir.is_complete():
             state["runs"][name] = {"variant": variant, "repeat": k, "status": "ok"}
             on_event(name, "skipped (complete)", None)
             continue
-        if run_dir.exists():
-            _set_aside(run_dir)
-        spec = dataclasses.replace(specs[variant], run_dir=str(run_dir), quiet=True,
+        if run_dir.path.exists():
+            run_dir.set_aside()
+        spec = dataclasses.replace(specs[variant], run_dir=str(run_dir.path), quiet=True,
                                    extra={**specs[variant].extra, "matrix": matrix_dir.name, "repeat": k})
         code, error = launcher(spec, nproc)
-        ok = code == 0 and (run_dir / "summary.json").exists()
+        ok = code == 0 and run_dir.is_complete()
         state["runs"][name] = {"variant": variant, "repeat": k, "status": "ok" if ok else "failed",
                                **({} if ok else {"error": error or f"exit code {code}", "returncode": code})}
-        write_json(matrix_dir / "matrix.json", state)
+        mdir.write_state(state)
         on_event(name, "ok" if ok else "failed", None if ok else state["runs"][name]["error"])
     return state

@@ -30,38 +30,11 @@ from golfprof.profiler.ceiling import ceiling
 from golfprof.profiler.kineto import make_profiler
 from golfprof.profiler.window import Window, timed_steps
 from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
-from golfprof.profiler.rundir import environment, new_run_dir, write_json, write_parquet
+from golfprof.profiler.rundir import RunDir, environment
+
+from .spec import RunSpec
 
 MAX_SYNTHETIC_TOKENS = 32 * 2**20
-
-
-@dataclass
-class RunSpec:
-    """Everything a rank needs; serialised to JSON for spawned workers."""
-
-    config: dict[str, Any]
-    runs_dir: str = "runs"
-    run_dir: str | None = None
-    data_dir: str = "data"
-    train_data: str | None = None
-    val_data: str | None = None
-    sp_model: str | None = None
-    device: str = "auto"
-    warmup_steps: int | None = None
-    profile: str = "auto"
-    record_shapes: bool = False
-    with_stack: bool = False
-    profile_memory: bool = False
-    marks: bool = True
-    timers: bool = True
-    evaluate: bool = True
-    quiet: bool = False
-    command: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def run(self) -> RunConfig:
-        return RunConfig.from_dict(self.config)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -116,7 +89,7 @@ def shared_run_dir(spec: RunSpec, run: RunConfig, info: DistInfo) -> Path:
     """Rank 0 creates the folder (never reusing one); the others learn its name."""
     name = [spec.run_dir]
     if info.rank == 0 and name[0] is None:
-        name[0] = str(new_run_dir(Path(spec.runs_dir), run.variant))
+        name[0] = str(RunDir.new(Path(spec.runs_dir), run.variant).path)
     if dist.is_initialized():
         dist.broadcast_object_list(name, src=0)
     path = Path(name[0])
@@ -197,8 +170,11 @@ def _evaluate(trainer: Trainer, spec: RunSpec, val_pattern: str | None) -> dict[
     return out
 
 
-def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float], None] | None = None) -> dict[str, Any]:
-    """Train, profile and record one run on this rank; returns the run summary (rank 0's view)."""
+def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float], None] | None = None,
+            on_trainer: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
+    """Train, profile and record one run on this rank; returns the run summary (rank 0's view).
+
+    ``on_trainer`` sees the trainer before its first step (a simulated world registers its DDP hook there)."""
     run = spec.run
     run.validate(info.world_size)
     faults.configure(spec.extra.get("faults"))
@@ -212,16 +188,18 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
         raise ConfigError(f"--warmup-steps {warmup} must be below --steps {steps}")
     window = profile_window(spec, warmup, steps)
     run_dir = shared_run_dir(spec, run, info)
+    rd = RunDir(run_dir)
     env = environment(info.world_size, info.backend)
     if info.rank == 0:
-        write_json(run_dir / "config.json", {**run.to_dict(), "spec": dataclasses.asdict(spec),
-                                             "warmup_steps": warmup,
-                                             "profile_window": dataclasses.asdict(window) if window else None})
-        write_json(run_dir / "env.json", env)
+        rd.write_config(run.to_dict(), launch=dataclasses.asdict(spec), warmup_steps=warmup,
+                        profile_window=dataclasses.asdict(window) if window else None)
+        rd.write_env(env)
     train_pattern, val_pattern = ensure_data(spec, run, info.rank)
 
     clock = PhaseClock(device) if spec.timers else NULL_CLOCK
     trainer = Trainer(run, device, info, Marker(clock, marks=spec.marks))
+    if on_trainer is not None:
+        on_trainer(trainer)
     loader = DistributedLoader(train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
                                trainer.grad_accum, info.world_size, info.rank,
                                pin_memory=device.type == "cuda")
@@ -267,15 +245,15 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
 
     steps_df = pd.DataFrame(step_rows)
     phases_df = pd.DataFrame(phase_rows, columns=["step", "rank", "phase", "ms"])
-    write_parquet(run_dir / "steps" / f"rank{info.rank}.parquet", steps_df)
-    write_parquet(run_dir / "phases" / f"rank{info.rank}.parquet", phases_df)
+    rd.write_steps(info.rank, steps_df)
+    rd.write_phases(info.rank, phases_df)
     evaluation = _evaluate(trainer, spec, val_pattern)
 
     timed = timed_steps(steps, warmup, window)
     mine = rank_summary(steps_df, phases_df, timed)
     mine["timed_steps"] = len(timed)
     mine.update(rank=info.rank, peak_memory_mb=peak_memory_mb(device), wall_s=wall_s,
-                ortho_kernel=trainer.schedule.ortho_kernel)
+                ortho_kernel=trainer.schedule.ortho_kernel, attention=trainer.attention_used)
     gathered = [mine]
     if dist.is_initialized():
         gathered = [None] * info.world_size
@@ -283,7 +261,7 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     peak = ceiling(device) if info.rank == 0 else None
     summary = build_summary(run, env, gathered, evaluation, warmup, spec, peak)
     if info.rank == 0:
-        write_json(run_dir / "summary.json", summary)
+        rd.write_summary(summary)
     summary["run_dir"] = str(run_dir)
     return summary
 
@@ -346,5 +324,6 @@ def build_summary(run: RunConfig, env: dict[str, Any], ranks: list[dict[str, Any
         "phase_ms": head["phase_ms"],
         "toggles": dataclasses.asdict(run.toggles),
         "ortho_kernel_used": head.get("ortho_kernel"),  # triton falls back to torch without a GPU
+        "attention_used": head.get("attention"),  # flash, cudnn, fa3 fall back to sdpa without a GPU
         "ranks": ranks,
     }

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from golfprof.model.config import BF16_PARTS, ConfigError, Toggles, replace
+from golfprof.model.config import ConfigError, Toggles, replace
+from golfprof.results import BASELINE
 
-BASELINE = "explicit_banks"
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "explicit_banks": ("the record: 4 banks, Parallel Muon (reduce-scatter / NS5 / all-gather), "
@@ -72,20 +72,6 @@ def check_variant(name: str) -> None:
         raise ConfigError(f"unknown variant {name!r}; valid: {', '.join(VARIANTS)}")
 
 
-def parse_bf16(text: str) -> tuple[str, ...]:
-    """'all', 'none', or a comma list of embeddings,weights,momentum,rotary."""
-    t = text.strip().lower()
-    if t == "all":
-        return BF16_PARTS
-    if t in ("none", ""):
-        return ()
-    parts = tuple(p.strip() for p in t.split(",") if p.strip())
-    bad = [p for p in parts if p not in BF16_PARTS]
-    if bad:
-        raise ConfigError(f"--bf16 part(s) {', '.join(bad)} not valid; use all, none or a list of: {', '.join(BF16_PARTS)}")
-    return parts
-
-
 def resolve(name: str, overrides: dict[str, Any] | None = None) -> Toggles:
     """The variant's toggles, then command-line overrides (None values are ignored)."""
     check_variant(name)
@@ -101,3 +87,21 @@ def describe(name: str) -> dict[str, Any]:
     check_variant(name)
     text, changes = VARIANTS[name]
     return {"variant": name, "changes": changes or "(baseline)", "description": text}
+
+
+def table_rows() -> list[tuple[str, str, str]]:
+    """(variant, changes, description) per variant: the rows of `golfprof variants` and the README's table."""
+    rows = []
+    for name in variant_names():
+        d = describe(name)
+        changes = d["changes"] if isinstance(d["changes"], str) else ", ".join(
+            f"{k}={(','.join(v) or 'none') if isinstance(v, tuple) else v}" for k, v in d["changes"].items())
+        rows.append((name, changes, d["description"]))
+    return rows
+
+
+def markdown_table() -> str:
+    """`golfprof variants --markdown`: the table the README holds (a test keeps the two equal)."""
+    lines = ["| variant | changes | description |", "|---|---|---|"]
+    lines += [f"| `{n}` | {c if c == '(baseline)' else f'`{c}`'} | {d} |" for n, c, d in table_rows()]
+    return "\n".join(lines)

@@ -33,6 +33,7 @@ class RunDiff:
     kernels: pd.DataFrame  # rank, kind, kernel, count_per_step_*, ms_per_step_* (a, b), count_delta, ms_delta
     same: bool  # nothing moved on any compared rank: phases, kernels and collectives alike
     notes: list[str] = field(default_factory=list)
+    families: pd.DataFrame = field(default_factory=pd.DataFrame)  # as kernels, one row per kernel family that moved
 
 
 def plan(firsts: dict[str, Run], with_traces: list[Run], baseline: str) -> tuple[Run | None, list[Run], int]:
@@ -77,6 +78,17 @@ def kernel_rows(d: RankDiff) -> pd.DataFrame:
                     for kind, f in ((APPEARED, d.appeared), (VANISHED, d.vanished), (CHANGED, d.changed))])
 
 
+def family_rows(d: RankDiff) -> pd.DataFrame:
+    """Kernel families (attention, matmul, ...) whose time moved, in kernel_rows' columns."""
+    f = d.families
+    if f.empty:
+        return f
+    f = f[f["ms_delta"].abs() > EPS]
+    kind = [APPEARED if a == 0 else VANISHED if b == 0 else CHANGED
+            for a, b in zip(f["count_per_step_a"], f["count_per_step_b"])]
+    return f.assign(rank=d.rank, kind=kind)
+
+
 def shown_ranks(common: list[int]) -> list[int]:
     return common if len(common) <= FEW_RANKS else common[:1]
 
@@ -104,6 +116,7 @@ def diff_runs(a_name: str, a: RankInputs, b_name: str, b: RankInputs) -> RunDiff
         a=a_name, b=b_name, ranks=ranks, step_ms={r: (a[r][0].step_ms, b[r][0].step_ms) for r in ranks},
         phases=_by_size(_concat([phase_rows(d) for d in diffs]), list(PHASE_DELTAS), "phase"),
         kernels=_by_size(_concat([kernel_rows(d) for d in diffs]), ["ms_delta"], "kernel"),
+        families=_by_size(_concat([family_rows(d) for d in diffs]), ["ms_delta"], "kernel"),
         same=bool(diffs) and all(d.empty for d in diffs), notes=notes,
     )
 

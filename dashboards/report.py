@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from golfprof.results import BASELINE
 from golfprof.results.regress import parse_bound
 from golfprof.results.samples import RunSamples, load_run
-from golfprof.ablations.variants import BASELINE
 from golfprof.errors import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.profiler.rundir import write_text as write_atomic
@@ -184,7 +184,9 @@ def _diff_charts(i: int, d: diffs.RunDiff, head: str) -> list[Chart]:
     for kind, frame, what, figure, table in (
             ("phases", d.phases, "Δ ms per step by phase", charts.diff_phase_figure, tables.diff_phase_table),
             ("kernels", d.kernels, "kernel groups that appeared, vanished or changed most", charts.diff_kernel_figure,
-             tables.diff_kernel_table)):
+             tables.diff_kernel_table),
+            ("families", d.families, "time per kernel family (attention, matmul, Triton, other)",
+             charts.diff_kernel_figure, tables.diff_kernel_table)):
         if frame.empty:
             continue
         cut = ""

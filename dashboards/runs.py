@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from golfprof.results.samples import RunSamples, load_run
 from golfprof.errors import ConfigError, DashboardError
+from golfprof.profiler.rundir import SUMMARY, MatrixDir, RunDir
+from golfprof.results.samples import RunSamples, load_run
 
-_STAMP = re.compile(r"^(\d{8}-\d{6})")
 _MAX_DEPTH = 2
 
 
@@ -37,7 +36,7 @@ class Run:
         return rev[:10] if isinstance(rev, str) and rev else None
 
     def traces(self) -> list[Path]:
-        return sorted((self.path / "trace").glob("rank*.pt.trace.json*"))
+        return RunDir(self.path).traces()
 
 
 @dataclass
@@ -46,16 +45,16 @@ class Found:
     notes: list[str] = field(default_factory=list)
 
 
-def _json(path: Path) -> dict[str, Any]:
+def _json(path: Path, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``read()`` (a RunDir/MatrixDir reader of ``path``), its failures worded for the dashboard."""
     try:
-        data = json.loads(path.read_text())
+        return read()
     except OSError as e:
         raise DashboardError(f"{path}: cannot read ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DashboardError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise DashboardError(f"{path}: expected a JSON object")
-    return data
+    except ValueError:  # valid JSON, but not an object
+        raise DashboardError(f"{path}: expected a JSON object") from None
 
 
 def started(path: Path, env: dict[str, Any]) -> float:
@@ -67,18 +66,19 @@ def started(path: Path, env: dict[str, Any]) -> float:
             return dt.datetime.fromisoformat(recorded).timestamp()
         except ValueError:
             pass
-    m = _STAMP.match(path.name)
-    if m:
-        return dt.datetime.strptime(m.group(1), "%Y%m%d-%H%M%S").timestamp()
-    probe = path / "config.json"
-    return (probe if probe.exists() else path).stat().st_mtime
+    rd = RunDir(path)
+    stamp = rd.stamp()
+    if stamp is not None:
+        return stamp.timestamp()
+    return (rd.config if rd.config.exists() else path).stat().st_mtime
 
 
 def _read_run(path: Path, matrix_baseline: str | None) -> Run:
-    summary = _json(path / "summary.json")
+    rd = RunDir(path)
+    summary = _json(rd.summary, rd.read_summary)
     if not isinstance(summary.get("ms_per_step"), (int, float)):
-        raise DashboardError(f"{path / 'summary.json'}: no ms_per_step (not a finished golfprof run)")
-    env = _json(path / "env.json") if (path / "env.json").exists() else {}
+        raise DashboardError(f"{rd.summary}: no ms_per_step (not a finished golfprof run)")
+    env = _json(rd.env, rd.read_env) if rd.env.exists() else {}
     try:
         samples = load_run(path)
     except (ConfigError, KeyError, OSError, ValueError) as e:
@@ -88,32 +88,33 @@ def _read_run(path: Path, matrix_baseline: str | None) -> Run:
 
 
 def _matrix(folder: Path, notes: list[str]) -> list[Run]:
-    state = _json(folder / "matrix.json")
+    matrix = MatrixDir(folder)
+    state = _json(matrix.state, matrix.read_state)
     runs_state = state.get("runs")
     if not isinstance(runs_state, dict):
-        raise DashboardError(f"{folder / 'matrix.json'}: no runs")
+        raise DashboardError(f"{matrix.state}: no runs")
     baseline = state.get("baseline") if isinstance(state.get("baseline"), str) else None
     out = []
     for name, info in runs_state.items():  # execution order: interleaved A B A B
         status = info.get("status") if isinstance(info, dict) else None
-        if status != "ok" or not (folder / name / "summary.json").exists():
+        if status != "ok" or not matrix.run_named(name).is_complete():
             why = info.get("error", status) if isinstance(info, dict) else "unknown"
             notes.append(f"{folder.name}/{name}: skipped ({why})")
             continue
-        out.append(_read_run(folder / name, baseline))
+        out.append(_read_run(matrix.run_named(name).path, baseline))
     return out
 
 
 def _expand(path: Path, depth: int, notes: list[str]) -> list[Run]:
-    if (path / "summary.json").is_file():
+    if RunDir(path).is_complete():
         return [_read_run(path, None)]
-    if (path / "matrix.json").is_file():
+    if MatrixDir(path).is_matrix():
         return _matrix(path, notes)
     if depth >= _MAX_DEPTH:
         return []
     out = []
     for child in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if ".incomplete-" in child.name or ((child / "config.json").exists() and not (child / "summary.json").exists()):
+        if RunDir(child).is_set_aside or RunDir(child).is_unfinished():
             notes.append(f"{child}: skipped (no summary.json: an interrupted or failed run)")
             continue
         out += _expand(child, depth + 1, notes)
@@ -128,7 +129,7 @@ def find_runs(paths: list[Path]) -> Found:
     runs: list[Run] = []
     for p in paths:
         p = Path(p)
-        if p.is_file() and p.name == "summary.json":
+        if p.is_file() and p.name == SUMMARY:
             p = p.parent
         if not p.exists():
             raise DashboardError(f"{p}: no such file or directory")

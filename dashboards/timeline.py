@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from golfprof.traces import attribute, comm, events, metrics
+from golfprof.traces import attribute, comm, derived, events, metrics
 from golfprof.traces.load import Trace
 
 MERGE_FRACTION = 1 / 3000  # a gap under this share of the window is invisible at chart width
-NO_PHASE = "(no phase)"
+NO_PHASE = derived.NO_PHASE
 EXPOSED = "exposed communication"
 COLLECTIVE_RANGE_RE = re.compile(r"^(gloo|nccl|mpi|ucc):")  # CPU-side collectives (gloo runs them on threads)
 SEGMENT_COLUMNS = ["lane", "kind", "phase", "step", "start_ms", "end_ms", "busy_ms", "items", "label"]
@@ -33,7 +33,7 @@ class RankTrace:
     steps: pd.DataFrame  # step, ts, end (CPU ProfilerStep ranges; one whole-trace row if none)
     ranges: pd.DataFrame  # name, thread, ts, end, tid: phase ranges inside the profiled steps
     collectives_cpu: pd.DataFrame  # name, thread, ts, end, tid: gloo/nccl ranges (CPU-only traces)
-    gpu: pd.DataFrame  # name, ts, end, dur, stream, phase, step, cls, op
+    gpu: pd.DataFrame  # name, ts, end, dur, stream, phase, step, in_step, cls, op
     phase_order: list[str]
 
 
@@ -47,15 +47,11 @@ class RankTimeline:
     segments: pd.DataFrame  # SEGMENT_COLUMNS; times in ms from the origin
 
 
-def _tids(ev: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
-    return ev.loc[mask, "tid"].astype(str).to_numpy()
-
-
 def _ranges(ev: pd.DataFrame, pattern: re.Pattern[str]) -> pd.DataFrame:
     """Matching CPU ranges with their thread id as text (for lane names)."""
     r = events.cpu_ranges(ev, pattern)
     m = events.cat_mask(ev, events.RANGE_CATS) & events.name_mask(ev["name"], pattern)
-    return r.assign(tid=_tids(ev, m))
+    return r.assign(tid=ev.loc[m, "tid"].astype(str).to_numpy())
 
 
 def _step_numbers(steps: pd.DataFrame, t: np.ndarray) -> np.ndarray:
@@ -65,38 +61,27 @@ def _step_numbers(steps: pd.DataFrame, t: np.ndarray) -> np.ndarray:
 
 
 def load_rank(trace: Trace, rank: int, pattern: re.Pattern[str]) -> RankTrace:
-    """Attribute every GPU row to the phase that launched it and to the profiled step it belongs to."""
-    ev = trace.events
-    st = events.steps(ev)
-    if st.empty:  # a trace without ProfilerStep ranges: treat it as one step
-        lo = float(ev["ts"].min()) if len(ev) else 0.0
-        hi = float((ev["ts"] + ev["dur"]).max()) if len(ev) else 0.0
-        st = pd.DataFrame({"step": [-1], "ts": [lo], "end": [hi]})
-    ranges = _ranges(ev, pattern)
-    ranges = ranges[events.step_of(st, ranges["ts"].to_numpy()) >= 0].reset_index(drop=True)
-    coll = _ranges(ev, COLLECTIVE_RANGE_RE)
+    """Every GPU row with the phase that launched it and the profiled step it belongs to.
 
-    g = attribute.match_launches(events.gpu_work(ev), events.launches(ev))
-    has = g["launch_thread"].to_numpy() >= 0
-    row = np.full(len(g), -1, np.int64)
-    row[has] = attribute.innermost(ranges, g["launch_thread"].to_numpy()[has], g["launch_ts"].to_numpy()[has])
-    names = ranges["name"].to_numpy()
-    phase = np.where(row >= 0, names[np.clip(row, 0, None)] if len(names) else NO_PHASE, NO_PHASE)
-    when = np.where(has, g["launch_ts"].to_numpy(), g["ts"].to_numpy())
-    cls = metrics.kernel_class(g["name"])
-    op = np.full(len(g), "", dtype=object)
-    is_comm = cls == metrics.COMM
-    if is_comm.any():
-        ck = comm.comm_kernels(g, cls, trace.comm_args, np.full(len(g), -1, np.int64))
-        op[is_comm] = ck["op"].to_numpy()
+    Both come from ``golfprof.traces.derived`` (cached on the trace), as ``golfprof analyze`` reads them;
+    work queued before the window is in no step (``in_step`` False) and is drawn with step -1.
+    """
+    w = derived.work(trace)
+    phased = derived.phases(trace, pattern)
+    st = w.steps
+    if st.empty:  # a trace without ProfilerStep ranges: treat it as one step
+        st = pd.DataFrame({"step": [-1], "ts": [w.lo], "end": [w.hi]})
+    g = w.gpu
     gpu = pd.DataFrame({
         "name": g["name"].astype(str).to_numpy(), "ts": g["ts"].to_numpy(), "end": g["end"].to_numpy(),
-        "dur": g["dur"].to_numpy(), "stream": g["stream"].to_numpy(), "phase": phase,
-        "step": _step_numbers(st, when),
-        "cls": cls, "op": op,
+        "dur": g["dur"].to_numpy(), "stream": g["stream"].to_numpy(), "phase": phased.phase,
+        "step": g["step"].to_numpy(), "in_step": w.in_steps,
+        "cls": g["cls"].to_numpy(), "op": g["op"].fillna("").to_numpy(),
     })
+    ranges = phased.ranges
     order = list(dict.fromkeys(ranges.sort_values("ts", kind="stable")["name"]))
-    return RankTrace(rank=rank, steps=st, ranges=ranges, collectives_cpu=coll, gpu=gpu, phase_order=order)
+    return RankTrace(rank=rank, steps=st, ranges=ranges, collectives_cpu=_ranges(trace.events, COLLECTIVE_RANGE_RE),
+                     gpu=gpu, phase_order=order)
 
 
 def pick_step(rt: RankTrace) -> int:
@@ -235,7 +220,7 @@ def comm_overlap(rt: RankTrace) -> pd.DataFrame:
     ``all phases`` is the union over every communication kernel of the steps.
     """
     cols = ["rank", "phase", "kernels", "comm_ms", "hidden_ms", "exposed_ms", "exposed_pct"]
-    g = rt.gpu[rt.gpu["step"].isin(rt.steps["step"])]
+    g = rt.gpu[rt.gpu["in_step"].to_numpy()]
     ck = g[g["cls"] == metrics.COMM]
     if ck.empty:
         return pd.DataFrame(columns=cols)

@@ -10,100 +10,59 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
+from golfprof import options as O
 from golfprof.ablations import variants as V
-from golfprof.model.config import (
-    CLIP_SCOPES, COMPILE_MODES, COMMS, LAYOUTS, ORTHO_KERNELS, ORTHOS, REPLICATED_MODES, RS_ORDERS, ConfigError,
-    RunConfig, preset as load_preset, replace,
-)
 from golfprof.dashboards.command import dashboard
+from golfprof.errors import ConfigError, GolfprofError, show_warnings
 from golfprof.traces.command import analyze, diff
 
 if TYPE_CHECKING:
-    from golfprof.ablations.run import RunSpec
+    from golfprof.ablations.spec import RunSpec
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class _OneErrorPath(TyperGroup):
+    """Every command's GolfprofError becomes one ``error:`` line on stderr and its exit code (2: bad input)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GolfprofError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
+
+
+app = typer.Typer(cls=_OneErrorPath, add_completion=False, no_args_is_help=True,
                   help="Profile and ablate banked-Muon speedrun trainers.")
 app.command("analyze")(analyze)
 app.command("diff")(diff)
 app.command("dashboard")(dashboard)
 console = Console(width=None if sys.stdout.isatty() else 200)  # piped: do not squeeze tables
 
-
-def fail(msg: str, code: int = 2) -> typer.Exit:
-    print(f"error: {msg}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-def _choice(name: str, value: Optional[str], valid: tuple[str, ...]) -> Optional[str]:
-    if value is not None and value not in valid:
-        raise ConfigError(f"--{name} {value!r}: valid: {', '.join(valid)}")
-    return value
-
-
-Preset = Annotated[str, typer.Option(help="Model/batch preset: full, tiny or golf7l.")]
-Steps = Annotated[Optional[int], typer.Option(help="Optimizer steps (default: the preset's).")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-Layout = Annotated[Optional[str], typer.Option(help=f"Weight layout: {', '.join(LAYOUTS)}.")]
-Comm = Annotated[Optional[str], typer.Option(help=f"Distributed schedule: {', '.join(COMMS)}.")]
-Ortho = Annotated[Optional[str], typer.Option(help=f"Orthogonalizer: {', '.join(ORTHOS)}.")]
-OrthoKernel = Annotated[Optional[str], typer.Option(help=f"Orthogonalizer kernels: {', '.join(ORTHO_KERNELS)} (triton falls back to torch without a GPU).")]
-Bf16 = Annotated[Optional[str], typer.Option(help="bf16 parts: all, none, or a list of embeddings,weights,momentum,rotary.")]
-Compile = Annotated[Optional[str], typer.Option("--compile", help=f"torch.compile: {', '.join(COMPILE_MODES)} (auto = on for GPUs).")]
-RsOrder = Annotated[Optional[str], typer.Option(help=f"Reduce-scatter order: {', '.join(RS_ORDERS)}.")]
-Replicated = Annotated[Optional[str], typer.Option(help=f"Replicated all-reduce: {', '.join(REPLICATED_MODES)}.")]
-ClipScope = Annotated[Optional[str], typer.Option(help=f"Grad clip on: {', '.join(CLIP_SCOPES)} grads (explicit schedule).")]
-TokensPerStep = Annotated[Optional[int], typer.Option(help="Global tokens per optimizer step.")]
-MicroBatch = Annotated[Optional[int], typer.Option(help="Sequences per micro-batch per rank.")]
-SeqLen = Annotated[Optional[int], typer.Option(help="Sequence length.")]
-Seed = Annotated[Optional[int], typer.Option(help="Seed for weights and synthetic data.")]
-Data = Annotated[Optional[str], typer.Option(help="Train shards (folder or glob); default: synthetic shards.")]
-ValData = Annotated[Optional[str], typer.Option(help="Validation shards (folder or glob).")]
-SpModel = Annotated[Optional[str], typer.Option(help="SentencePiece model for val_bpb.")]
-RunsDir = Annotated[Path, typer.Option(help="Base folder of run directories.")]
-DataDir = Annotated[Path, typer.Option(help="Where synthetic shards are cached.")]
-Warmup = Annotated[Optional[int], typer.Option(help="Leading steps left out of the medians (default 3 compiled, 1 eager).")]
-ProfileSteps = Annotated[str, typer.Option(help="Profiler window WAIT,WARMUP,ACTIVE, 'auto' or 'off'.")]
-Shapes = Annotated[bool, typer.Option(help="Record op input shapes in the trace.")]
-Stacks = Annotated[bool, typer.Option(help="Record Python stacks in the trace.")]
-Memory = Annotated[bool, typer.Option(help="Record memory events in the trace.")]
-Marks = Annotated[bool, typer.Option(help="NVTX/record_function phase marks (off: overhead baseline).")]
-Timers = Annotated[bool, typer.Option(help="Always-on phase timers.")]
-Quiet = Annotated[bool, typer.Option(help="No progress bar.")]
-PlantedDelay = Annotated[float, typer.Option(hidden=True, help="Test only: sleep this long in the optimizer phase.")]
-
-
-def _run_options(
-    preset: Preset = "tiny", steps: Steps = None,
-    device: Device = "auto", layout: Layout = None, comm: Comm = None, ortho: Ortho = None,
-    ortho_kernel: OrthoKernel = None, bf16: Bf16 = None,
-    compile: Compile = None, rs_order: RsOrder = None, replicated: Replicated = None, clip_scope: ClipScope = None,
-    tokens_per_step: TokensPerStep = None, micro_batch_seqs: MicroBatch = None, seq_len: SeqLen = None, seed: Seed = None,
-    data: Data = None, val_data: ValData = None, sp_model: SpModel = None, runs_dir: RunsDir = Path("runs"),
-    data_dir: DataDir = Path("data"), warmup_steps: Warmup = None, profile_steps: ProfileSteps = "auto",
-    record_shapes: Shapes = False, with_stack: Stacks = False, profile_memory: Memory = False, marks: Marks = True,
-    timers: Timers = True, quiet: Quiet = False, optimizer_delay_ms: PlantedDelay = 0.0,
-) -> None:
-    """The options of one run (build_spec's, less the variant): declared once, for `train` and `ablate`."""
-
-
-_RUN_OPTIONS = inspect.signature(_run_options, eval_str=True).parameters
+Preset = O.annotated("preset")
+Device = O.annotated("device")
+Bf16 = O.annotated("bf16")
+Compile = O.annotated("compile")
+TokensPerStep = O.annotated("tokens_per_step")
+DataDir = O.annotated("data_dir")
+_RUN_PARAMS = O.parameters()
 
 
 def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Add ``_run_options``' options after the command's own; the command gets them as one dict, ``run``.
+    """Add the generated run options after the command's own; the command gets them as one dict, ``run``.
 
-    Typer has no shared options (fastapi/typer#153) and Annotated aliases share help texts but not
-    names or defaults, so typer is shown the signature the command would have had with them written out.
+    Typer has no shared options (fastapi/typer#153), so typer is shown the signature the command would
+    have had with them written out.
     """
     own = inspect.signature(command, eval_str=True)
-    params = [p for name, p in own.parameters.items() if name != "run"] + list(_RUN_OPTIONS.values())
+    params = [p for name, p in own.parameters.items() if name != "run"] + _RUN_PARAMS
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
-        run = {name: kwargs.pop(name) for name in _RUN_OPTIONS}
+        run = {p.name: kwargs.pop(p.name) for p in _RUN_PARAMS}
         command(**kwargs, run=run)
 
     wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
@@ -111,45 +70,25 @@ def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def build_spec(*, variant: str, preset: str, steps: Optional[int], device: str, layout, comm, ortho, ortho_kernel, bf16,
-               compile, rs_order, replicated, clip_scope, tokens_per_step, micro_batch_seqs, seq_len, seed,
-               data, val_data, sp_model, runs_dir: Path, data_dir: Path, warmup_steps, profile_steps: str,
-               record_shapes: bool, with_stack: bool, profile_memory: bool, marks: bool, timers: bool,
-               quiet: bool, optimizer_delay_ms: float) -> RunSpec:
-    """Command-line options -> a validated RunSpec (variant first, then explicit overrides)."""
-    from golfprof.ablations.run import RunSpec
+def build_spec(*, variant: str, preset: str = "tiny", **values: Any) -> RunSpec:
+    """Command-line values -> a validated RunSpec (the preset, the variant, then explicit overrides)."""
+    from golfprof.ablations.spec import RunSpec
     from golfprof.model.data import shard_paths
 
-    model_cfg, train_cfg = load_preset(preset)
-    toggles = V.resolve(variant, {
-        "layout": _choice("layout", layout, LAYOUTS), "comm": _choice("comm", comm, COMMS),
-        "ortho": _choice("ortho", ortho, ORTHOS), "ortho_kernel": _choice("ortho-kernel", ortho_kernel, ORTHO_KERNELS),
-        "bf16": V.parse_bf16(bf16) if bf16 is not None else None,
-        "compile": _choice("compile", compile, COMPILE_MODES), "rs_order": _choice("rs-order", rs_order, RS_ORDERS),
-        "replicated": _choice("replicated", replicated, REPLICATED_MODES),
-        "clip_scope": _choice("clip-scope", clip_scope, CLIP_SCOPES),
-        "optimizer_delay_ms": optimizer_delay_ms or None,
-    })
-    train_over = {"steps": steps, "tokens_per_step": tokens_per_step, "micro_batch_seqs": micro_batch_seqs,
-                  "seq_len": seq_len, "seed": seed}
-    train_cfg = replace(train_cfg, **{k: v for k, v in train_over.items() if v is not None})
-    if train_cfg.steps < 1:
-        raise ConfigError("--steps must be >= 1")
-    run = RunConfig(preset, model_cfg, train_cfg, toggles, variant)
-    for pattern in (data, val_data):
+    toggles, train, launch = O.split(values)
+    run = O.run_config(variant, preset, toggles, train)
+    for pattern in (launch.get("train_data"), launch.get("val_data")):
         if pattern is not None:
             shard_paths(pattern)  # fail before any process starts
-    if sp_model is not None and not Path(sp_model).is_file():
-        raise ConfigError(f"--sp-model {sp_model}: no such file")
-    return RunSpec(config=run.to_dict(), runs_dir=str(runs_dir), data_dir=str(data_dir), train_data=data,
-                   val_data=val_data if data else None, sp_model=sp_model, device=device,
-                   warmup_steps=warmup_steps, profile=profile_steps, record_shapes=record_shapes,
-                   with_stack=with_stack, profile_memory=profile_memory, marks=marks, timers=timers,
-                   quiet=quiet, command=shlex.join(["golfprof", *sys.argv[1:]]))
+    if not launch.get("train_data"):
+        launch["val_data"] = None  # validation shards go with the user's own train shards
+    if launch.get("sp_model") is not None and not Path(launch["sp_model"]).is_file():
+        raise ConfigError(f"--sp-model {launch['sp_model']}: no such file")
+    return RunSpec(config=run.to_dict(), **launch, command=shlex.join(["golfprof", *sys.argv[1:]]))
 
 
 # build_spec's keywords for runs started from code (bench overhead, tests): the CLI's defaults, unprofiled and quiet
-_DEFAULTS: dict[str, Any] = {name: p.default for name, p in _RUN_OPTIONS.items()} | {"profile_steps": "off", "quiet": True}
+_DEFAULTS: dict[str, Any] = O.defaults() | {"profile_steps": "off", "quiet": True}
 
 
 def print_summary(s: dict[str, Any]) -> None:
@@ -157,7 +96,8 @@ def print_summary(s: dict[str, Any]) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     fmt = {"ms_per_step": "{:.2f}", "optimizer_ms": "{:.3f}", "forward_backward_ms": "{:.2f}",
-           "tokens_per_s": "{:,.0f}", "model_tflops_per_gpu": "{:.3g}", "mfu_pct": "{:.2f}", "peak_memory_mb": "{:,.0f}", "final_loss": "{:.4f}",
+           "tokens_per_s": "{:,.0f}", "model_tflops_per_gpu": "{:.3g}", "mfu_pct": "{:.2f}",
+           "peak_memory_mb": "{:,.0f}", "final_loss": "{:.4f}",
            "val_loss": "{:.4f}", "val_bits_per_token": "{:.4f}", "val_bpb": "{:.4f}"}
     for k, f in fmt.items():
         if s.get(k) is not None:
@@ -201,54 +141,50 @@ def train(
     run: dict[str, Any],
 ) -> None:
     """Train one run in this process (or as one rank under torchrun/srun) and record it."""
-    try:
-        code = _run(build_spec(variant=variant, **run), nproc=1)
-    except ConfigError as e:
-        raise fail(str(e))
-    raise typer.Exit(code)
+    raise typer.Exit(_run(build_spec(variant=variant, **run), nproc=1))
 
 
 @app.command()
 @with_run_options
 def ablate(
-    variant: Annotated[list[str], typer.Option(help="Variant(s) to run; repeat the option for several.")] = [V.BASELINE],  # noqa: B006
+    variant: Annotated[list[str], typer.Option(help="Variant(s) to run; repeat the option for several.")] = [  # noqa: B006
+        V.BASELINE],
     nproc: Annotated[int, typer.Option(help="Processes (one per GPU with CUDA; gloo on the CPU).")] = 1,
     repeats: Annotated[int, typer.Option(help="Runs per variant, interleaved A B A B.")] = 1,
     baseline: Annotated[Optional[str], typer.Option(help="Variant the others are compared with.")] = None,
-    matrix_dir: Annotated[Optional[Path], typer.Option(help="Matrix folder (default: RUNS_DIR/matrix-<key of the command>).")] = None,
-    sweep_tokens_per_step: Annotated[Optional[str], typer.Option(help="Comma list of global tokens/step to sweep (one variant); micro-batches shrink to fit.")] = None,
+    matrix_dir: Annotated[Optional[Path], typer.Option(
+        help="Matrix folder (default: RUNS_DIR/matrix-<key of the command>).")] = None,
+    sweep_tokens_per_step: Annotated[Optional[str], typer.Option(
+        help="Comma list of global tokens/step to sweep (one variant); micro-batches shrink to fit.")] = None,
     *, run: dict[str, Any],
 ) -> None:
     """Run variant(s) across NPROC processes; several variants or repeats make a resumable matrix."""
     names, sweep = list(dict.fromkeys(variant)), sweep_tokens_per_step
-    try:
-        if repeats < 1:
-            raise ConfigError("--repeats must be >= 1")
-        if sweep is not None:
-            specs = _sweep_specs(names, sweep, nproc, run)
-            names = list(specs)
-        else:
-            specs = {name: build_spec(variant=name, **run) for name in names}
-        base = baseline or (V.BASELINE if V.BASELINE in names else names[0])
-        if base not in names:
-            raise ConfigError(f"--baseline {base!r} is not among the variants run: {', '.join(names)}")
-        for spec in specs.values():
-            spec.run.validate(nproc)
-        from golfprof.ablations.launch import check_nproc
+    if repeats < 1:
+        raise ConfigError("--repeats must be >= 1")
+    if sweep is not None:
+        specs = _sweep_specs(names, sweep, nproc, run)
+        names = list(specs)
+    else:
+        specs = {name: build_spec(variant=name, **run) for name in names}
+    base = baseline or (V.BASELINE if V.BASELINE in names else names[0])
+    if base not in names:
+        raise ConfigError(f"--baseline {base!r} is not among the variants run: {', '.join(names)}")
+    for spec in specs.values():
+        spec.run.validate(nproc)
+    from golfprof.ablations.launch import check_nproc
 
-        check_nproc(nproc, run["device"])
-        if nproc == 1:
-            for name, twin in V.same_code_with_one_process({n: s.run.toggles for n, s in specs.items()}):
-                print(f"note: with one process nothing is communicated: {name} runs the same code as {twin} "
-                      f"(they differ only in {', '.join(V.COMM_TOGGLES)})", file=sys.stderr)
-        if len(names) == 1 and repeats == 1 and matrix_dir is None and sweep is None:
-            raise typer.Exit(_run(specs[names[0]], nproc))
-        from golfprof.ablations.matrix import matrix_key
+    check_nproc(nproc, run["device"])
+    if nproc == 1:
+        for name, twin in V.same_code_with_one_process({n: s.run.toggles for n, s in specs.items()}):
+            print(f"note: with one process nothing is communicated: {name} runs the same code as {twin} "
+                  f"(they differ only in {', '.join(V.COMM_TOGGLES)})", file=sys.stderr)
+    if len(names) == 1 and repeats == 1 and matrix_dir is None and sweep is None:
+        raise typer.Exit(_run(specs[names[0]], nproc))
+    from golfprof.ablations.matrix import matrix_key
 
-        mdir = matrix_dir or run["runs_dir"] / f"matrix-{matrix_key(specs, nproc)}"
-        _matrix(specs, repeats, nproc, mdir, base, sweep=sweep is not None)
-    except ConfigError as e:
-        raise fail(str(e))
+    mdir = matrix_dir or run["runs_dir"] / f"matrix-{matrix_key(specs, nproc)}"
+    _matrix(specs, repeats, nproc, mdir, base, sweep=sweep is not None)
 
 
 def _sweep_specs(names: list[str], sweep: str, nproc: int, opts: dict[str, Any]) -> dict[str, RunSpec]:
@@ -331,10 +267,12 @@ def print_comparison(result: dict[str, Any]) -> None:
     for row in result["rows"]:
         if row["metric"] not in TABLE_METRICS:
             continue
-        d = "" if "diff" not in row else f"{_fmt(row['diff'], 3)} [{_fmt(row['diff_lo'], 3)}, {_fmt(row['diff_hi'], 3)}]"
+        d = "" if "diff" not in row else (
+            f"{_fmt(row['diff'], 3)} [{_fmt(row['diff_lo'], 3)}, {_fmt(row['diff_hi'], 3)}]")
         t.add_row(row["variant"], row["metric"], str(row["runs"]),
                   f"{_fmt(row['value'], 3)} [{_fmt(row['ci_lo'], 3)}, {_fmt(row['ci_hi'], 3)}]", d,
-                  _fmt(row.get("diff_pct"), 1) if "diff" in row else "", _fmt(row.get("p_value"), 3) if "diff" in row else "",
+                  _fmt(row.get("diff_pct"), 1) if "diff" in row else "",
+                  _fmt(row.get("p_value"), 3) if "diff" in row else "",
                   row.get("verdict", "(baseline)"))
     console.print(t)
     console.print(result["note"], highlight=False)
@@ -346,7 +284,9 @@ def print_comparison(result: dict[str, Any]) -> None:
 def regress(
     current: Annotated[Path, typer.Argument(help="Run directory or summary.json to check.")],
     baseline: Annotated[Path, typer.Option(help="Run directory, summary.json or baseline file.")],
-    metric: Annotated[list[str], typer.Option(help="Metric(s) to gate; repeat for several (e.g. optimizer_ms, ms_per_step, phase:<name>).")] = ["optimizer_ms"],  # noqa: B006
+    metric: Annotated[list[str], typer.Option(
+        help="Metric(s) to gate; repeat for several (e.g. optimizer_ms, ms_per_step, phase:<name>).")] = [  # noqa: B006
+        "optimizer_ms"],
     max_increase: Annotated[str, typer.Option(help="Allowed worsening, percent of the baseline (e.g. 5%).")] = "5%",
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")] = False,
 ) -> None:
@@ -355,10 +295,7 @@ def regress(
 
     from golfprof.results.regress import parse_bound, regress as run_regress
 
-    try:
-        result = run_regress(current, baseline, metric, parse_bound(max_increase))
-    except ConfigError as e:
-        raise fail(str(e))
+    result = run_regress(current, baseline, metric, parse_bound(max_increase))
     if json_out:
         print(json.dumps(result, indent=2))
     else:
@@ -375,15 +312,13 @@ app.add_typer(baseline_app, name="baseline")
 @baseline_app.command("save")
 def baseline_save(
     runs: Annotated[list[Path], typer.Argument(help="Run directories (same config and device).")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Baseline file to write (commit it).")] = Path("baseline.json"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="Baseline file to write (commit it).")] = Path(
+        "baseline.json"),
 ) -> None:
     """Write a baseline (summary + per-step samples) meant to be committed."""
     from golfprof.results.regress import save_baseline
 
-    try:
-        data = save_baseline(runs, out)
-    except ConfigError as e:
-        raise fail(str(e))
+    data = save_baseline(runs, out)
     console.print(f"baseline: {out} ({len(data['sources'])} run(s), {len(data['samples'])} metrics with samples)",
                   highlight=False)
 
@@ -407,15 +342,12 @@ def bench_overhead(
     from golfprof.bench.overhead import overhead
     from golfprof.profiler.rundir import write_json
 
-    try:
-        if pairs < 1:
-            raise ConfigError("--pairs must be >= 1")
-        spec = build_spec(**{**_DEFAULTS, "variant": variant, "preset": preset, "device": device, "bf16": bf16,
-                             "compile": compile, "tokens_per_step": tokens_per_step, "data_dir": data_dir,
-                             "warmup_steps": warmup_steps, "steps": None})
-        result = overhead(spec, pairs)
-    except ConfigError as e:
-        raise fail(str(e))
+    if pairs < 1:
+        raise ConfigError("--pairs must be >= 1")
+    spec = build_spec(**{**_DEFAULTS, "variant": variant, "preset": preset, "device": device, "bf16": bf16,
+                         "compile": compile, "tokens_per_step": tokens_per_step, "data_dir": data_dir,
+                         "warmup_steps": warmup_steps, "steps": None})
+    result = overhead(spec, pairs)
     if out is not None:
         write_json(out, result)
     summary = {k: v for k, v in result.items() if k not in ("marked_ms", "unmarked_ms")}
@@ -427,8 +359,11 @@ def bench_ortho_cmd(
     device: Device = "auto",
     reps: Annotated[int, typer.Option(help="Timed calls per row; the median is reported.")] = 50,
     warmup: Annotated[int, typer.Option(help="Untimed calls before each row's timing.")] = 10,
-    out: Annotated[Optional[Path], typer.Option(help="Result JSON (default: benchmarks/results/ortho_<gpu>.json).")] = None,
-    kernels: Annotated[Optional[str], typer.Option(help="Comma list of kernel rows (default: all): torch, triton (one call per bank), triton_set / triton_set2 (one graph for all banks on 1 / 2 streams), triton_pdl, triton_eager.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Result JSON (default: benchmarks/results/ortho_<gpu>.json).")] = None,
+    kernels: Annotated[Optional[str], typer.Option(
+        help="Comma list of kernel rows (default: all): torch, triton (one call per bank), triton_set / triton_set2 "
+             "(one graph for all banks on 1 / 2 streams), triton_pdl, triton_eager.")] = None,
 ) -> None:
     """Four-bank orthogonalization: ns5/polar_express x kernel x banked/unbanked, CUDA events,
     against a bf16 matmul ceiling measured in the same run; writes the table as JSON."""
@@ -438,14 +373,14 @@ def bench_ortho_cmd(
 
     if device == "auto":
         if not torch.cuda.is_available():
-            raise fail("bench ortho times GPU kernels and no CUDA device is visible; "
-                       "--device cpu gives a smoke run (tiny banks, torch rows only, host timer)")
+            raise ConfigError("bench ortho times GPU kernels and no CUDA device is visible; "
+                              "--device cpu gives a smoke run (tiny banks, torch rows only, host timer)")
         device = "cuda"
     if reps < 1 or warmup < 0:
-        raise fail("--reps must be >= 1 and --warmup >= 0")
+        raise ConfigError("--reps must be >= 1 and --warmup >= 0")
     chosen = tuple(k.strip() for k in kernels.split(",") if k.strip()) if kernels is not None else KERNELS
     if not chosen or set(chosen) - set(KERNELS):
-        raise fail(f"--kernels {kernels!r}: choose from {', '.join(KERNELS)}")
+        raise ConfigError(f"--kernels {kernels!r}: choose from {', '.join(KERNELS)}")
     result = bench_ortho(device, reps=reps, warmup=warmup, kernels=chosen,
                          command=shlex.join(["golfprof", *sys.argv[1:]]))
     path = write_result(result, out or default_path(result))
@@ -454,19 +389,23 @@ def bench_ortho_cmd(
 
 
 @app.command("variants")
-def list_variants() -> None:
+def list_variants(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (the README's).")] = False,
+) -> None:
     """The named variants and what each changes relative to the baseline."""
+    if markdown:
+        print(V.markdown_table())
+        return
     t = Table(title=f"golfprof variants (baseline: {V.BASELINE})")
     for col in ("variant", "changes", "description"):
         t.add_column(col)
-    for name in V.variant_names():
-        d = V.describe(name)
-        changes = d["changes"] if isinstance(d["changes"], str) else ", ".join(f"{k}={v}" for k, v in d["changes"].items())
-        t.add_row(name, changes, d["description"])
+    for row in V.table_rows():
+        t.add_row(*row)
     console.print(t)
 
 
 def main() -> None:
+    show_warnings()
     app()
 
 

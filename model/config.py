@@ -17,13 +17,14 @@ BF16_PART = Literal["embeddings", "weights", "momentum", "rotary"]
 BF16_PARTS: tuple[str, ...] = get_args(BF16_PART)
 
 
-def option(default: Any, help: str, *, flag: str | None = None) -> Any:
+def option(default: Any, help: str, *, flag: str | None = None, type: type | None = None) -> Any:
     """A field the CLI offers as ``--<field-name>`` (or ``flag``), declared once: default, help, choices.
 
-    ``help`` may name ``{choices}``: the values of the field's ``Literal`` type. Fields made without
+    ``help`` may name ``{choices}``: the values of the field's ``Literal`` type. ``type`` is the CLI's
+    type where it differs from the stored one (paths are stored as text). Fields made without
     ``option`` are not command-line options. golfprof/options.py turns these into typer options.
     """
-    return field(default=default, metadata={"help": help, "flag": flag})
+    return field(default=default, metadata={"help": help, "flag": flag, "type": type})
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    seq_len: int = option(2048, "Sequence length.")
     tokens_per_step: int = option(786_432, "Global tokens per optimizer step.")
     micro_batch_seqs: int = option(48, "Sequences per micro-batch per rank.")
+    seq_len: int = option(2048, "Sequence length.")
     steps: int = option(50, "Optimizer steps (default: the preset's).")
     warmdown_steps: int = 3500
     muon_lr: float = 0.025
@@ -173,6 +174,9 @@ class Toggles:
 
     def validate(self) -> None:
         validate_choices(self)
+        from .attention import check_available  # torch-free: refuses fa3 without its package, in the parent
+
+        check_available(self.attention)
 
     def compile_enabled(self, device_type: str) -> bool:
         if self.compile == "auto":

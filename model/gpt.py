@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention import causal_attention
 from .config import ModelConfig
 
 BANK_NAMES = ("qo_bank", "kv_bank", "mlp_up_bank", "mlp_down_bank")
@@ -140,12 +141,15 @@ class GPT(nn.Module):
         seed: int = 1337,
         bf16_embeddings: bool = False,
         bf16_rotary: bool = False,
+        attention: str = "sdpa",
     ) -> None:
         super().__init__()
         cfg.validate()
         self.cfg = cfg
         self.layout = layout
         self.bf16_rotary = bf16_rotary
+        # a backend resolve_backend returned for the run's device (the Trainer resolves the toggle)
+        self.attention = attention
         gen = torch.Generator().manual_seed(seed)
         L = cfg.num_layers
 
@@ -239,10 +243,7 @@ class GPT(nn.Module):
         q = apply_partial_rope(q, cos, sin, cfg.rope_dims)
         k = apply_partial_rope(k, cos, sin, cfg.rope_dims)
         q = q * blk.q_gain.to(q.dtype)[None, None, :, None]
-        y = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
-            enable_gqa=H != Hkv,
-        ).transpose(1, 2)
+        y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.attention).transpose(1, 2)
         if xsa:
             # Remove each head's component along its own (normalised) value: reshape, no repeat.
             y = y.reshape(B, T, Hkv, H // Hkv, hd)

@@ -30,6 +30,10 @@ from .ortho_triton import OrthoSet, momentum_into
 from .schedules import StepHyper, _Base
 
 Slot = tuple[nn.Parameter, int | None]  # a matrix: parameter and slice index (banks) or None
+# torch 2.13 renamed the tensor collectives (the old names warn); looked up on `dist` at call time, so a
+# recorder wrapping them (profiler/collectives.py) sees every call
+REDUCE_SCATTER = "reduce_scatter_single" if hasattr(dist, "reduce_scatter_single") else "reduce_scatter_tensor"
+ALL_GATHER = "all_gather_single" if hasattr(dist, "all_gather_single") else "all_gather_into_tensor"
 
 
 def _data(slot: Slot) -> Tensor:
@@ -256,7 +260,7 @@ class ShardedSchedule(_Base):
                 b.fill()
                 if self.prescale != 1.0:
                     b.padded.mul_(self.prescale)
-                b.rs = dist.reduce_scatter_tensor(b.shard, b.padded, op=self.avg, async_op=True)
+                b.rs = getattr(dist, REDUCE_SCATTER)(b.shard, b.padded, op=self.avg, async_op=True)
 
     def _allreduce_replicated(self) -> None:
         with self.mark(phases.REPLICATED_ALLREDUCE):
@@ -344,7 +348,7 @@ class ShardedSchedule(_Base):
                     with self.mark(phases.bank_orthogonalize(b.name)):
                         u = self._orthogonalized_shard(b, h.momentum)
                     with self.mark(phases.bank_all_gather(b.name)):
-                        b.ag = dist.all_gather_into_tensor(b.full, b.payload(u, lr, self.train.muon_wd), async_op=True)
+                        b.ag = getattr(dist, ALL_GATHER)(b.full, b.payload(u, lr, self.train.muon_wd), async_op=True)
                     prev = b
                 if prev is not None:
                     self._apply(prev, lr)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from golfprof.profiler import phases
 from golfprof.profiler.phases import UNMARKED, Marker
 
+from .attention import prepare as prepare_attention, resolve_backend
 from .config import RunConfig
 from .gpt import GPT
 from .optim import EMA, build_adam, lr_multiplier, muon_momentum
@@ -46,7 +47,12 @@ class Trainer:
         self.grad_accum = run.train.grad_accum(dist_info.world_size)
         t = run.toggles
         torch.manual_seed(run.train.seed)
-        model = GPT(run.model, t.layout, seed=run.train.seed,
+        # the kernel that actually runs (GPU-only choices fall back to sdpa elsewhere, with a warning)
+        self.attention_used, _ = resolve_backend(
+            t.attention, device, heads=(run.model.num_heads, run.model.num_kv_heads, run.model.head_dim),
+            dtype=torch.bfloat16 if "weights" in t.bf16 else torch.float32)
+        prepare_attention(self.attention_used, run.train.seq_len, device)
+        model = GPT(run.model, t.layout, seed=run.train.seed, attention=self.attention_used,
                     bf16_embeddings="embeddings" in t.bf16, bf16_rotary="rotary" in t.bf16)
         self.model = model.to(device)
         groups = self.model.param_groups()

@@ -10,23 +10,19 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity
 
-from .rundir import write_gzip_copy
+from .rundir import RunDir
 from .window import Window
-
-
-def trace_path(run_dir: Path, rank: int) -> Path:
-    return run_dir / "trace" / f"rank{rank}.pt.trace.json.gz"
 
 
 def make_profiler(window: Window, run_dir: Path, rank: int, metadata: dict[str, Any], cuda: bool,
                   shapes: bool = False, stacks: bool = False, memory: bool = False) -> torch.profiler.profile:
-    """One window; the trace is exported, gzipped, and moved into place atomically."""
+    """One window; the trace is exported, gzipped, and moved into place atomically (RunDir.trace)."""
 
     def on_ready(prof: torch.profiler.profile) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "trace.json"
             prof.export_chrome_trace(str(raw))
-            write_gzip_copy(raw, trace_path(run_dir, rank))
+            RunDir(run_dir).write_trace(rank, raw)
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     prof = torch.profiler.profile(

@@ -86,6 +86,11 @@ class _NullClock:
 NULL_CLOCK = _NullClock()
 
 
+# Called as fn(entering, name) around every phase when registered (profiler/collectives.py keeps the
+# current phase and the step boundaries from them); empty by default, so marks cost nothing more.
+LISTENERS: list[Callable[[bool, str], None]] = []
+
+
 class Marker:
     """Creates phase context managers; `marks=False` gives the unmarked baseline for overhead runs."""
 
@@ -113,9 +118,13 @@ class _Phase:
             self.rf = torch.profiler.record_function(self.name)
             self.rf.__enter__()
         m.clock.start(self.name)
+        for fn in LISTENERS:
+            fn(True, self.name)
 
     def __exit__(self, *exc: object) -> None:
         m = self.m
+        for fn in LISTENERS:
+            fn(False, self.name)
         m.clock.stop()
         if m.marks:
             self.rf.__exit__(None, None, None)  # type: ignore[union-attr]

@@ -1,4 +1,10 @@
-"""Run directories: unique, never overwritten, and written file by file atomically."""
+"""Run directories: unique, never overwritten, and written file by file atomically.
+
+This module is the one owner of the layout of a run directory and of a matrix folder: every file
+name is spelled here (``RunDir``, ``MatrixDir``) and nowhere else, so readers and writers cannot
+drift apart. docs/run-directory.md is the written contract for users who read these folders.
+Torch-free at import time: dashboards and result readers use it without a trainer.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +13,44 @@ import gzip
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+# One run directory (see RunDir). Changing a name here changes the contract in docs/run-directory.md.
+CONFIG = "config.json"
+ENV = "env.json"
+SUMMARY = "summary.json"
+STEPS = "steps"
+PHASES = "phases"
+TRACE = "trace"
+LAUNCH_LOGS = "launch_logs"
+LAUNCH_STDERR = "stderr.log"
+TRACE_SUFFIX = ".pt.trace.json"  # PyTorch's own trace naming, which HTA and Perfetto users expect
+TRACE_GLOB = f"*{TRACE_SUFFIX}*"  # any Kineto trace, gzipped or not, whatever wrote it
+SET_ASIDE = ".incomplete-"
+STAMP_FORMAT = "%Y%m%d-%H%M%S"
+# One matrix folder (see MatrixDir).
+MATRIX_STATE = "matrix.json"
+COMPARISON_JSON = "comparison.json"
+COMPARISON_CSV = "comparison.csv"
+
+_STAMP = re.compile(r"^(\d{8}-\d{6})")
+_RANK_FILE = re.compile(r"^rank(\d+)\.parquet$")
+# Keys of RunSpec that config.json does not repeat under "launch": the configuration is the top level,
+# and the warm-up actually used is stored once as "warmup_steps".
+_NOT_LAUNCH = ("config", "warmup_steps")
+
 
 def new_run_dir(base: Path, variant: str) -> Path:
     """runs/<timestamp>-<variant>/, with a numeric suffix rather than reusing an existing folder."""
-    base.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        name = f"{stamp}-{variant}" + (f"-{i}" if i else "")
-        try:
-            (base / name).mkdir()
-            return base / name
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a fresh run directory under {base}")
+    return RunDir.new(base, variant).path
 
 
 def _atomic(path: Path, write) -> None:
@@ -83,7 +106,8 @@ def environment(world_size: int, backend: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-        "device": torch.cuda.get_device_name(0) if cuda else f"cpu: {platform.processor() or platform.machine()} x{os.cpu_count()}",
+        "device": (torch.cuda.get_device_name(0) if cuda
+                   else f"cpu: {platform.processor() or platform.machine()} x{os.cpu_count()}"),
         "python": platform.python_version(),
         "hostname": platform.node(),
         "git_revision": git_revision(),
@@ -93,3 +117,234 @@ def environment(world_size: int, backend: str) -> dict[str, Any]:
         # in the data, not the file system: copies, archives and git checkouts reset mtimes
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def read_json(path: Path) -> Any:
+    """Parsed JSON; raises OSError or ValueError (bad JSON or encoding) for the caller to word."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _object(path: Path) -> dict[str, Any]:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def config_form(raw: dict[str, Any]) -> dict[str, Any]:
+    """config.json in today's form: the run config at top level, ``launch``, ``warmup_steps`` and
+    ``profile_window`` once each. Files written before the change kept the launch spec (with a second
+    copy of the config) under ``spec``; they read the same way."""
+    if "spec" not in raw or "launch" in raw:
+        return raw
+    out = {k: v for k, v in raw.items() if k != "spec"}
+    spec = raw["spec"] if isinstance(raw["spec"], dict) else {}
+    out["launch"] = {k: v for k, v in spec.items() if k not in _NOT_LAUNCH}
+    return out
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run's folder: its paths, atomic writers and readers, and the "complete" rule.
+
+    Rank 0 writes config.json and env.json at the start and summary.json last; every rank writes its
+    steps, phases and (with a profiler window) trace file. A run is complete when summary.json exists.
+    """
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def new(cls, base: Path, variant: str) -> RunDir:
+        """base/<YYYYmmdd-HHMMSS>-<variant>[-i], created here: an existing folder is never reused."""
+        base = Path(base)
+        base.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now().strftime(STAMP_FORMAT)
+        for i in range(1000):
+            path = base / (f"{stamp}-{variant}" + (f"-{i}" if i else ""))
+            try:
+                path.mkdir()
+                return cls(path)
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"could not create a fresh run directory under {base}")
+
+    # paths
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def env(self) -> Path:
+        return self.path / ENV
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY
+
+    @property
+    def steps_dir(self) -> Path:
+        return self.path / STEPS
+
+    @property
+    def phases_dir(self) -> Path:
+        return self.path / PHASES
+
+    @property
+    def trace_dir(self) -> Path:
+        return self.path / TRACE
+
+    @property
+    def launch_logs(self) -> Path:
+        """Kept by the launcher when a job fails: torchrun's per-rank log tree, or a lone worker's stderr."""
+        return self.path / LAUNCH_LOGS
+
+    @property
+    def launch_stderr(self) -> Path:
+        return self.launch_logs / LAUNCH_STDERR
+
+    def steps(self, rank: int) -> Path:
+        return self.steps_dir / f"rank{rank}.parquet"
+
+    def phases(self, rank: int) -> Path:
+        return self.phases_dir / f"rank{rank}.parquet"
+
+    def trace(self, rank: int) -> Path:
+        """The rank's profiler window, gzipped Chrome/Kineto JSON."""
+        return self.trace_dir / f"rank{rank}{TRACE_SUFFIX}.gz"
+
+    # state
+    def is_complete(self) -> bool:
+        """summary.json is written last, after every rank wrote its files: its presence means complete."""
+        return self.summary.is_file()
+
+    def is_unfinished(self) -> bool:
+        """Started (config.json written) but never finished: an interrupted or failed run."""
+        return self.config.exists() and not self.is_complete()
+
+    @property
+    def is_set_aside(self) -> bool:
+        """A folder that set_aside() renamed: an earlier, interrupted attempt."""
+        return SET_ASIDE in self.path.name
+
+    def stamp(self) -> dt.datetime | None:
+        """The local start time in a name made by new(), if the name has one."""
+        m = _STAMP.match(self.path.name)
+        return dt.datetime.strptime(m.group(1), STAMP_FORMAT) if m else None
+
+    def ranks(self) -> list[int]:
+        """Ranks whose step table is present (every rank writes one when it finishes training)."""
+        if not self.steps_dir.is_dir():
+            return []
+        found = (_RANK_FILE.match(p.name) for p in self.steps_dir.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def traces(self) -> list[Path]:
+        """The per-rank trace files present, in name order."""
+        return sorted(self.trace_dir.glob(f"rank{TRACE_GLOB}"))
+
+    def set_aside(self) -> RunDir:
+        """Rename an interrupted run's folder to <name>.incomplete-N (first free N), never deleting it."""
+        for i in range(1, 1000):
+            target = self.path.with_name(f"{self.path.name}{SET_ASIDE}{i}")
+            if not target.exists():
+                self.path.rename(target)
+                return RunDir(target)
+        raise FileExistsError(f"{self.path}: no free {SET_ASIDE}N name to set it aside under")
+
+    # writers (each file atomically: a reader never sees half of one)
+    def write_config(self, config: dict[str, Any], launch: dict[str, Any], warmup_steps: int,
+                     profile_window: dict[str, Any] | None) -> None:
+        """The run config (preset, model, train, toggles, variant) once at top level, the launch
+        fields under "launch" (not its copy of the config), the warm-up used and the profiler window."""
+        write_json(self.config, {**config, "launch": {k: v for k, v in launch.items() if k not in _NOT_LAUNCH},
+                                 "warmup_steps": warmup_steps, "profile_window": profile_window})
+
+    def write_env(self, env: dict[str, Any]) -> None:
+        write_json(self.env, env)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """Last file of a run: writing it marks the run complete."""
+        write_json(self.summary, summary)
+
+    def write_steps(self, rank: int, frame: pd.DataFrame) -> None:
+        write_parquet(self.steps(rank), frame)
+
+    def write_phases(self, rank: int, frame: pd.DataFrame) -> None:
+        write_parquet(self.phases(rank), frame)
+
+    def write_trace(self, rank: int, raw_trace: Path) -> None:
+        """Gzip an exported (uncompressed) trace into the rank's trace path."""
+        write_gzip_copy(raw_trace, self.trace(rank))
+
+    # readers (raise OSError or ValueError; callers word the error for their command)
+    def read_config(self) -> dict[str, Any]:
+        """config.json in today's form, whichever form the file has (see config_form)."""
+        return config_form(_object(self.config))
+
+    def read_env(self) -> dict[str, Any]:
+        return _object(self.env)
+
+    def read_summary(self) -> dict[str, Any]:
+        return _object(self.summary)
+
+    def steps_frame(self, rank: int = 0) -> pd.DataFrame:
+        return pd.read_parquet(self.steps(rank))
+
+    def phases_frame(self, rank: int = 0) -> pd.DataFrame:
+        return pd.read_parquet(self.phases(rank))
+
+
+@dataclass(frozen=True)
+class MatrixDir:
+    """A matrix folder: matrix.json (state), one RunDir per run named <variant>-r<k>, and the comparison."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def default(cls, runs_dir: Path, key: str) -> MatrixDir:
+        """RUNS_DIR/matrix-<key>: the same command's work finds the same folder and resumes it."""
+        return cls(Path(runs_dir) / f"matrix-{key}")
+
+    @staticmethod
+    def run_name(variant: str, repeat: int) -> str:
+        return f"{variant}-r{repeat}"
+
+    @property
+    def state(self) -> Path:
+        return self.path / MATRIX_STATE
+
+    @property
+    def comparison_json(self) -> Path:
+        return self.path / COMPARISON_JSON
+
+    @property
+    def comparison_csv(self) -> Path:
+        return self.path / COMPARISON_CSV
+
+    def run(self, variant: str, repeat: int) -> RunDir:
+        return RunDir(self.path / self.run_name(variant, repeat))
+
+    def run_named(self, name: str) -> RunDir:
+        """The run a matrix.json entry names (its keys are run folder names)."""
+        return RunDir(self.path / name)
+
+    def is_matrix(self) -> bool:
+        return self.state.is_file()
+
+    def read_state(self) -> dict[str, Any]:
+        """matrix.json, or a fresh state when the matrix has not started."""
+        return _object(self.state) if self.state.exists() else {"runs": {}}
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        """Rewritten after every run: killing the matrix loses at most the run in flight."""
+        write_json(self.state, state)
+
+    def write_comparison(self, result: dict[str, Any], frame: pd.DataFrame) -> None:
+        write_json(self.comparison_json, result)
+        _atomic(self.comparison_csv, lambda p: frame.to_csv(p, index=False))

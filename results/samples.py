@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
-import pandas as pd
 
 from golfprof.errors import ConfigError
 from golfprof.profiler import names as phases
+from golfprof.profiler.rundir import RunDir
 from golfprof.profiler.window import Window, timed_steps
+
+T = TypeVar("T")
 
 
 # metric -> True when higher is better
@@ -56,30 +58,36 @@ def fingerprint(summary: dict[str, Any]) -> dict[str, Any]:
             "world_size": summary.get("world_size"), "device": summary.get("device")}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read(path: Path, read: Callable[[], T]) -> T:
+    """``read()`` of the file at ``path``, its failures worded as the commands' input errors."""
     try:
-        return json.loads(path.read_text())
+        return read()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    except ValueError as e:  # valid JSON, but not an object
+        raise ConfigError(str(e)) from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return _read(path, lambda: json.loads(path.read_text()))
 
 
 def step_samples(run_dir: Path, summary: dict[str, Any]) -> dict[str, np.ndarray]:
     """Rank 0's per-step series over the timed steps (after warm-up, outside the profiler window)."""
-    config = _read_json(run_dir / "config.json")
+    rd = RunDir(run_dir)
+    config = _read(rd.config, rd.read_config)
     window = Window(**config["profile_window"]) if config.get("profile_window") else None
     timed = timed_steps(config["train"]["steps"], config["warmup_steps"], window)
     out: dict[str, np.ndarray] = {}
-    steps_file = run_dir / "steps" / "rank0.parquet"
-    if steps_file.exists():
-        steps = pd.read_parquet(steps_file)
+    if rd.steps(0).exists():
+        steps = rd.steps_frame(0)
         steps = steps[steps.step.isin(timed)].sort_values("step")
         out["ms_per_step"] = steps.ms.to_numpy(float)
         out["tokens_per_s"] = summary["tokens_per_step"] / (out["ms_per_step"] / 1e3)
-    phases_file = run_dir / "phases" / "rank0.parquet"
-    if phases_file.exists():
-        table = pd.read_parquet(phases_file)
+    if rd.phases(0).exists():
+        table = rd.phases_frame(0)
         table = table[table.step.isin(timed)]
         per = table.groupby(["phase", "step"]).ms.sum().unstack("phase").sort_index()
         for name in per.columns:
@@ -96,7 +104,8 @@ def load_run(path: Path) -> RunSamples:
     """A run directory, its summary.json, or a baseline file written by `golfprof baseline save`."""
     path = Path(path)
     if path.is_dir():
-        summary = _read_json(path / "summary.json")
+        rd = RunDir(path)
+        summary = _read(rd.summary, rd.read_summary)
         return RunSamples(str(path), summary, fingerprint(summary), step_samples(path, summary))
     data = _read_json(path)
     if "golfprof_baseline" in data:
@@ -104,6 +113,6 @@ def load_run(path: Path) -> RunSamples:
                           {k: np.asarray(v, dtype=float) for k, v in data["samples"].items()})
     if "ms_per_step" not in data:
         raise ConfigError(f"{path}: not a golfprof summary.json, run directory or baseline file")
-    run_dir = path.parent
-    samples = step_samples(run_dir, data) if (run_dir / "config.json").exists() else {}
+    rd = RunDir(path.parent)
+    samples = step_samples(rd.path, data) if rd.config.exists() else {}
     return RunSamples(str(path), data, fingerprint(data), samples)

@@ -67,7 +67,7 @@ def parse_kernel_name(name: str) -> dict[str, str | None]:
 
 def comm_kernels(gpu: pd.DataFrame, classes: np.ndarray, comm_args: pd.DataFrame,
                  param_row: np.ndarray) -> pd.DataFrame:
-    """The communication rows of ``gpu`` with op, dtype, algo, proto and message bytes.
+    """The communication rows of ``gpu`` with op, dtype, algo, proto, message bytes, sequence number and group.
 
     ``param_row`` gives, per gpu row, the record_param_comms event row whose args describe it
     (-1 if none); args on the kernel itself win.
@@ -75,7 +75,7 @@ def comm_kernels(gpu: pd.DataFrame, classes: np.ndarray, comm_args: pd.DataFrame
     sel = classes == metrics.COMM
     k = gpu.loc[sel]
     if k.empty:
-        return k.assign(op=[], dtype=[], algo=[], proto=[], bytes=[])
+        return k.assign(op=[], dtype=[], algo=[], proto=[], bytes=[], seq=[], pg=[])
     parsed = {n: parse_kernel_name(n) for n in k["name"].astype(str).unique()}
     names = k["name"].astype(str).to_numpy()
     rows = k.index.to_numpy()
@@ -92,12 +92,15 @@ def comm_kernels(gpu: pd.DataFrame, classes: np.ndarray, comm_args: pd.DataFrame
         ops.append(op or "unknown")
         dts.append(dt)
         byts.append(float(max(ne)) * _DTYPE_BYTES[dt] if ne and dt in _DTYPE_BYTES else np.nan)
+    seq = [int(v) if isinstance(v, (int, float)) and v == v and not isinstance(v, bool) else None for v in a["seq"]]
     return k.assign(
         op=ops,
         dtype=dts,
         algo=[parsed[n]["algo"] for n in names],
         proto=[parsed[n]["proto"] for n in names],
         bytes=np.asarray(byts, float),
+        seq=seq,  # the collective's sequence number in its process group, when the trace records it
+        pg=[v if isinstance(v, str) else None for v in a["pg_name"]],
     )
 
 

@@ -17,7 +17,9 @@ from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 
 from .diagnose import diagnose
 from .discover import TraceFile, discover
-from .load import TraceError, load_trace
+from golfprof.errors import TraceError
+
+from .load import load_trace
 from .report import render, to_json
 from .summary import RankSummary, combine, summarize_rank
 
@@ -44,16 +46,11 @@ def _summaries(window: dict[int, TraceFile], pattern: str, index: int, jobs: int
         return list(pool.map(_summarize_file, files, [pattern] * len(files), [index] * len(files)))
 
 
-def _fail(err: Console, msg: str) -> typer.Exit:
-    err.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(2)
-
-
-def _phase_pattern(phases: str, err: Console) -> re.Pattern[str]:
+def _phase_pattern(phases: str) -> re.Pattern[str]:
     try:
         return re.compile(phases)
     except re.error as e:
-        raise _fail(err, f"--phases {phases!r} is not a valid regex ({e})") from None
+        raise TraceError(f"--phases {phases!r} is not a valid regex ({e})") from None
 
 
 def analyze(
@@ -64,16 +61,10 @@ def analyze(
 ) -> None:
     """Attribute GPU time to training phases, check communication and rank skew, list findings."""
     err = Console(stderr=True)
-    pattern = _phase_pattern(phases, err)
+    pattern = _phase_pattern(phases)
     n_jobs = jobs if jobs > 0 else _cpus()
-    try:
-        found = discover(path)
-        runs = [
-            combine(_summaries(window, pattern.pattern, i, n_jobs), pattern)
-            for i, window in enumerate(found.windows)
-        ]
-    except TraceError as e:
-        raise _fail(err, str(e)) from None
+    found = discover(path)
+    runs = [combine(_summaries(window, pattern.pattern, i, n_jobs), pattern) for i, window in enumerate(found.windows)]
     findings = [d for run in runs for d in diagnose(run)]
     warnings = list(found.warnings) + [f"rank {r.rank}: {n}" for run in runs for r in run.ranks for n in r.notes]
     for w in found.warnings:
@@ -97,14 +88,11 @@ def diff(
     from .report import diff_json, render_diff
 
     err = Console(stderr=True)
-    pattern = _phase_pattern(phases, err)
-    try:
-        a, b = load_ranks(run_a, pattern), load_ranks(run_b, pattern)
-    except TraceError as e:
-        raise _fail(err, str(e)) from None
+    pattern = _phase_pattern(phases)
+    a, b = load_ranks(run_a, pattern), load_ranks(run_b, pattern)
     common = sorted(set(a) & set(b))
     if not common:
-        raise _fail(err, f"no rank is in both runs (A has {sorted(a)}, B has {sorted(b)})")
+        raise TraceError(f"no rank is in both runs (A has {sorted(a)}, B has {sorted(b)})")
     for r in sorted(set(a) ^ set(b)):
         err.print(f"warning: rank {r} is only in {'A' if r in a else 'B'}; compared ranks: {common}",
                   markup=False, highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .kernels import family_table
 from .summary import RankSummary
 
 PHASE_COLUMNS = ("cpu_ms", "gpu_busy_ms", "exposed_comm_ms")
@@ -22,6 +23,8 @@ class RankDiff:
     changed: pd.DataFrame  # kernels in both whose time or count changed, largest |Δ ms| first
     collectives: pd.DataFrame  # collectives whose count or size changed
     notes: list[str] = field(default_factory=list)
+    # kernel time per family (attention, matmul, triton, other), A and B: where a changed kernel's ms went
+    families: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def empty(self) -> bool:
@@ -59,6 +62,17 @@ def kernel_diff(ka: pd.DataFrame, kb: pd.DataFrame, top: int = 15) -> tuple[pd.D
     return appeared.reset_index(drop=True), vanished.reset_index(drop=True), by_size(moved).head(top).reset_index(drop=True)
 
 
+def family_diff(ka: pd.DataFrame, kb: pd.DataFrame) -> pd.DataFrame:
+    """Per kernel family (column kernel) present on either side: counts and ms per step, A, B and Δ."""
+    m = family_table(ka).merge(family_table(kb), on="kernel", how="outer", suffixes=("_a", "_b"), sort=False)
+    for c in ("count_per_step_a", "count_per_step_b", "ms_per_step_a", "ms_per_step_b"):
+        m[c] = m[c].astype(float).fillna(0.0)
+    m["count_delta"] = m["count_per_step_b"] - m["count_per_step_a"]
+    m["ms_delta"] = m["ms_per_step_b"] - m["ms_per_step_a"]
+    return m[["kernel", "count_per_step_a", "count_per_step_b", "count_delta", "ms_per_step_a", "ms_per_step_b",
+              "ms_delta"]].reset_index(drop=True)
+
+
 def collective_diff(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Collectives (op, dtype, algo, proto) whose count per step or typical bytes changed."""
     keys = ["op", "dtype", "algo", "proto"]
@@ -81,4 +95,5 @@ def diff_rank(a: RankSummary, b: RankSummary, ka: pd.DataFrame, kb: pd.DataFrame
     if a.has_gpu != b.has_gpu:
         notes.append("only one side has GPU events: kernel and GPU figures compare against nothing")
     return RankDiff(rank=a.rank, phases=phase_diff(a, b), appeared=appeared, vanished=vanished, changed=changed,
-                    collectives=collective_diff(a.collectives, b.collectives), notes=notes)
+                    collectives=collective_diff(a.collectives, b.collectives), notes=notes,
+                    families=family_diff(ka, kb))

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from golfprof.profiler.rundir import CONFIG, ENV, SUMMARY, TRACE_GLOB, RunDir
+
 from .load import TraceError, read_header
 
 _RANK_IN_NAME = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
-_NOT_TRACES = {"config.json", "summary.json"}
+_NOT_TRACES = {CONFIG, ENV, SUMMARY}  # a run directory's own JSON files, when it has no trace folder
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ def _candidates(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise TraceError(f"{path}: no such file or directory")
-    folder = path / "trace" if (path / "trace").is_dir() else path
-    found = sorted(p for p in folder.glob("*.pt.trace.json*") if p.is_file())
+    traces = RunDir(path).trace_dir
+    folder = traces if traces.is_dir() else path
+    found = sorted(p for p in folder.glob(TRACE_GLOB) if p.is_file())
     if not found:
         found = sorted(
             p for p in folder.iterdir()

@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 
-from . import attribute, events, metrics
+from . import derived, metrics
 from .load import Trace
 
 _ARGS = re.compile(r"[(<].*$")
@@ -28,25 +28,73 @@ def name_pattern(name: str) -> str:
     return _DIGITS.sub("#", _SUFFIX.sub("", base))
 
 
-def kernel_table(trace: Trace, grouped: bool = True, *, steps: pd.DataFrame | None = None,
-                 gpu: pd.DataFrame | None = None) -> pd.DataFrame:
+# Attention kernels by backend, matched on the full name (template arguments included: FA3's kernels are
+# `cutlass::device_kernel<flash::FlashAttn...>`); first match wins (cuDNN's names hold "flash_fprop").
+# tests/model/test_attention.py's profiled compiled steps check these names on a GPU.
+ATTENTION_KERNELS: dict[str, re.Pattern[str]] = {
+    "fa3": re.compile(r"flash::FlashAttn\w*"),
+    "cudnn": re.compile(r"\w*cudnn\w*sdpa\w*|\w*sdpa\w*_[fb]prop\w*|\w*flash_[fb]prop\w*"),
+    "flash": re.compile(r"pytorch_flash::\w+|\bflash_(?:fwd|bwd)\w*"),
+    "flex": re.compile(r"\w*flex_attention\w*"),
+    "efficient": re.compile(r"fmha_cutlass[FB]\w*|\w*MemEffAttention\w*"),
+}
+_MATMUL = re.compile(r"gemm|gemv|nvjet|xmma|cutlass|cublas|triton_tem_fused_(?:b?mm|addmm)|_syrk_kernel|_update_kernel",
+                     re.IGNORECASE)
+FAMILIES = ("attention", "matmul", "triton", "other")
+_ATTENTION_GROUP = "attention/"
+
+
+def attention_backend(name: str) -> str | None:
+    """The attention backend whose kernel this is (flash, cudnn, flex, fa3, efficient), or None."""
+    for backend, pattern in ATTENTION_KERNELS.items():
+        if pattern.search(name):
+            return backend
+    return None
+
+
+def group_name(name: str) -> str:
+    """`name_pattern`, attention kernels labelled with their backend: `attention/flash: pytorch_flash::flash_fwd_kernel`."""
+    pattern = name_pattern(name)
+    backend = attention_backend(name)
+    if backend is None:
+        return pattern
+    rx = ATTENTION_KERNELS[backend]
+    label = pattern if rx.search(pattern) else rx.search(name).group(0)  # FA3: the class inside device_kernel<>
+    return f"{_ATTENTION_GROUP}{backend}: {label}"
+
+
+def kernel_family(name: str) -> str:
+    """One of FAMILIES for a kernel name or group: attention (any backend), matmul (cuBLAS, CUTLASS, Triton mm
+    templates, golfprof's Newton–Schulz kernels), triton (Inductor's fused elementwise/reduction kernels), other."""
+    if name.startswith(_ATTENTION_GROUP) or attention_backend(name):
+        return "attention"
+    if _MATMUL.search(name):
+        return "matmul"
+    return "triton" if name.startswith("triton_") else "other"
+
+
+def family_table(kernels: pd.DataFrame) -> pd.DataFrame:
+    """A kernel table summed by `kernel_family`: columns kernel (the family), count_per_step, ms_per_step."""
+    fam = kernels["kernel"].astype(str).map(kernel_family)
+    out = kernels.groupby(fam.to_numpy(), sort=False)[["count_per_step", "ms_per_step"]].sum()
+    out = out.reindex([f for f in FAMILIES if f in out.index])
+    return pd.DataFrame({"kernel": out.index.to_numpy(), "count_per_step": out["count_per_step"].to_numpy(float),
+                         "ms_per_step": out["ms_per_step"].to_numpy(float)})
+
+
+def kernel_table(trace: Trace, grouped: bool = True) -> pd.DataFrame:
     """Columns kernel, count_per_step, ms_per_step over the profiled steps (whole trace if none).
 
-    A kernel counts in the step that launched it. ``steps`` (``events.steps``) and ``gpu``
-    (``attribute.launched_work``) are derived here unless the caller has them already: ``golfprof
-    diff`` passes the ones its rank summary uses, so each trace is walked once.
+    A kernel counts in the step that launched it (``derived``, shared with the rank summary), so work
+    queued before the window counts in none.
     """
-    ev = trace.events
-    st = events.steps(ev) if steps is None else steps
-    g = attribute.launched_work(ev) if gpu is None else gpu
-    g = g[metrics.kernel_class(g["name"]) != metrics.COMM]
-    if not st.empty and len(g):
-        g = g[events.step_of(st, attribute.launch_time(g)) >= 0]
-    n_steps = max(len(st), 1)
+    w = derived.work(trace)
+    g = w.gpu
+    g = g[(g["cls"].to_numpy() != metrics.COMM) & w.in_steps]
     names = g["name"].astype(str)
     # name_pattern runs three regexes: once per distinct name, not once per launch
-    key = names.map({n: name_pattern(n) for n in names.unique()}) if grouped else names
+    key = names.map({n: group_name(n) for n in names.unique()}) if grouped else names
     out = (pd.DataFrame({"kernel": key.to_numpy(), "dur": g["dur"].to_numpy(float)})
            .groupby("kernel", sort=True)["dur"].agg(["count", "sum"]))
-    return pd.DataFrame({"kernel": out.index.to_numpy(), "count_per_step": out["count"].to_numpy() / n_steps,
-                         "ms_per_step": out["sum"].to_numpy() / 1e3 / n_steps}).reset_index(drop=True)
+    return pd.DataFrame({"kernel": out.index.to_numpy(), "count_per_step": out["count"].to_numpy() / w.n_steps,
+                         "ms_per_step": out["sum"].to_numpy() / 1e3 / w.n_steps}).reset_index(drop=True)

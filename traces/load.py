@@ -14,7 +14,7 @@ import json
 import re
 import zlib
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ COMM_ARG_KEYS = {
     "dtype": "dtype",
     "Group size": "group_size",
     "Process Group Name": "pg_name",
+    "Seq": "seq",  # the collective's sequence number in its process group (PyTorch 2.4+)
 }
 
 
@@ -57,6 +58,7 @@ class Trace:
     events: pd.DataFrame
     comm_args: pd.DataFrame
     ts_is_float: bool
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # golfprof.traces.derived
 
 
 def _open_text(path: Path) -> io.TextIOBase:

@@ -10,18 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .attribute import launched_work
 from .discover import discover
-from .events import steps
 from .kernels import kernel_table
 from .load import Trace, load_trace
 from .summary import RankSummary, summarize_rank
 
 
 def summary_and_kernels(trace: Trace, rank: int, pattern: re.Pattern[str]) -> tuple[RankSummary, pd.DataFrame]:
-    """One trace's summary and grouped kernel table, its steps and kernel launches derived once for both."""
-    st, gpu = steps(trace.events), launched_work(trace.events)
-    return summarize_rank(trace, rank, pattern, steps=st, gpu=gpu), kernel_table(trace, steps=st, gpu=gpu)
+    """One trace's summary and grouped kernel table (both read the trace's cached derived columns)."""
+    return summarize_rank(trace, rank, pattern), kernel_table(trace)
 
 
 def load_ranks(path: Path, pattern: re.Pattern[str]) -> dict[int, tuple[RankSummary, pd.DataFrame]]:

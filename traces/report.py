@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from . import metrics
 from .diagnose import Diagnosis
 from .summary import RankSummary, RunSummary
 
@@ -28,6 +29,15 @@ def _num(v: Any, digits: int = 3) -> Any:
     if math.isnan(f) or math.isinf(f):
         return None
     return round(f, digits)
+
+
+def _before_json(b: pd.DataFrame) -> dict[str, Any]:
+    """Work launched before the window: totals (ms over the whole trace) and the largest kernels."""
+    comm = b[b["cls"] == metrics.COMM]
+    return {"gpu_ms": _num(b["ms"].sum()), "kernels": int(b["count"].sum()), "comm_ms": _num(comm["ms"].sum()),
+            "collectives": int(comm["count"].sum()),
+            "top": [{"kernel": row["kernel"], "op": row["op"] or None, "count": int(row["count"]), "ms": _num(row["ms"])}
+                    for row in b.head(10).to_dict("records")]}
 
 
 def _rank_json(r: RankSummary) -> dict[str, Any]:
@@ -53,6 +63,7 @@ def _rank_json(r: RankSummary) -> dict[str, Any]:
         "comm_ms": _num(r.comm_ms),
         "exposed_comm_ms": _num(r.exposed_comm_ms),
         "unattributed_gpu_ms": _num(r.unattributed_gpu_ms),
+        "before_window": _before_json(r.before),
         "phases": phases,
         "collectives": [{k: _num(v) for k, v in row.items()} for row in r.collectives.to_dict("records")],
         "notes": r.notes,
@@ -180,6 +191,7 @@ def diff_json(a: str, b: str, diffs: list, steps: dict[int, tuple[float | None, 
                       "phases": _records(moved), "kernels": {"appeared": _records(d.appeared),
                                                               "vanished": _records(d.vanished),
                                                               "changed": _records(d.changed)},
+                      "kernel_families": _records(d.families),
                       "collectives": _records(d.collectives), "notes": d.notes, "empty": d.empty})
     return {"a": a, "b": b, "empty": all(r["empty"] for r in ranks), "ranks": ranks}
 
@@ -207,6 +219,13 @@ def render_diff(console: Console, diffs: list, steps: dict[int, tuple[float | No
                                      [[r.kernel[:90], _f(r.count_per_step_a, ".1f"), _f(r.count_per_step_b, ".1f"),
                                        _f(r.ms_per_step_a, ".3f"), _f(r.ms_per_step_b, ".3f"), _f(r.ms_delta, ".3f")]
                                       for r in df.itertuples()], left=1))
+        fam = d.families
+        if len(fam) and (fam["ms_delta"].abs() > 1e-9).any():
+            console.print(_table(f"kernel families, rank {d.rank} (per step)",
+                                 ["family", "count A", "count B", "ms A", "ms B", "Δ ms"],
+                                 [[r.kernel, _f(r.count_per_step_a, ".1f"), _f(r.count_per_step_b, ".1f"),
+                                   _f(r.ms_per_step_a, ".3f"), _f(r.ms_per_step_b, ".3f"), _f(r.ms_delta, ".3f")]
+                                  for r in fam.itertuples()], left=1))
         if len(d.collectives):
             console.print(_table(f"collectives that changed, rank {d.rank} (per step)",
                                  ["op", "dtype", "algo", "count A", "count B", "bytes A", "bytes B", "Δ ms"],

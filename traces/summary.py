@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import attribute, comm, events, metrics
+from . import attribute, comm, derived, events, metrics
 from .load import Trace
 from .phase_table import SYNC_RE, phase_table
 
@@ -33,6 +33,7 @@ class RankSummary:
     phases: pd.DataFrame
     collectives: pd.DataFrame
     comm_seq: pd.DataFrame
+    before: pd.DataFrame  # before_window: GPU work queued before the profiled window, per kernel
     notes: list[str] = field(default_factory=list)
     hta: metrics.HtaFigures | None = None  # the variant HTA picks, set by combine()
 
@@ -44,73 +45,75 @@ class RunSummary:
     skew: pd.DataFrame
 
 
-def _param_rows(ev: pd.DataFrame, comm_args: pd.DataFrame, g: pd.DataFrame) -> np.ndarray:
-    """For each GPU row, the record_param_comms event (with collective args) around its launch."""
-    out = np.full(len(g), -1, np.int64)
-    m = ev["name"].to_numpy() == "record_param_comms"
-    m &= np.isin(np.arange(len(ev)), comm_args.index.to_numpy())
-    has = g["launch_thread"].to_numpy() >= 0
-    if not m.any() or not has.any():
-        return out
-    rp = ev.loc[m, ["ts", "dur"]]
-    ranges = pd.DataFrame({"name": "record_param_comms", "thread": events.thread_key(ev)[m],
-                           "ts": rp["ts"].to_numpy(), "end": (rp["ts"] + rp["dur"]).to_numpy()})
-    hit = attribute.innermost(ranges, g["launch_thread"].to_numpy()[has], g["launch_ts"].to_numpy()[has])
-    out[has] = np.where(hit >= 0, rp.index.to_numpy()[np.clip(hit, 0, None)], -1)
-    return out
+def before_window(w: derived.Work) -> pd.DataFrame:
+    """GPU work queued before the profiled window (its launch is not in the trace), per kernel name.
+
+    Columns kernel, cls, op, count, ms (totals over the trace, not per step), largest first: the GPU was
+    still running an earlier step's work, which is no profiled step's.
+    """
+    b = w.gpu[w.gpu["before"].to_numpy()]
+    cols = ["kernel", "cls", "op", "count", "ms"]
+    if b.empty:
+        return pd.DataFrame(columns=cols)
+    out = (pd.DataFrame({"kernel": b["name"].astype(str).to_numpy(), "cls": b["cls"].to_numpy(),
+                         "op": b["op"].fillna("").to_numpy(), "dur": b["dur"].to_numpy()})
+           .groupby(["kernel", "cls", "op"], sort=False)["dur"].agg(["count", "sum"]).reset_index())
+    out["ms"] = out.pop("sum") / 1e3
+    return out.sort_values("ms", ascending=False, kind="stable").reset_index(drop=True)[cols]
 
 
-def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: int = 0, *,
-                   steps: pd.DataFrame | None = None, gpu: pd.DataFrame | None = None) -> RankSummary:
+def _before_note(before: pd.DataFrame) -> str | None:
+    """One line on work from before the window: how much, and its largest kernel."""
+    if before.empty:
+        return None
+    top = before.iloc[0]
+    n_comm = int(before.loc[before["cls"] == metrics.COMM, "count"].sum())
+    comm_part = f", {n_comm} of them collectives" if n_comm else ""
+    name = top["op"] or str(top["kernel"])
+    name = name if len(name) <= 60 else name[:59] + "…"
+    return (f"{before['ms'].sum():.2f} ms of GPU work ({int(before['count'].sum())} kernels{comm_part}) was launched "
+            f"before the profiled window (the GPU ran behind the CPU): in no step's figures; largest {name} "
+            f"({top['ms']:.2f} ms)")
+
+
+def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: int = 0) -> RankSummary:
     """Everything golfprof reports about one rank's trace; small, so the trace can be dropped after.
 
-    ``steps`` (``events.steps``) and ``gpu`` (``attribute.launched_work``) are derived here unless a caller that
-    also needs them (the kernel table of ``golfprof diff``) passes its own, so a trace is walked once.
+    Steps, launches, kernel classes and phases come from ``derived`` (cached on the trace), so the
+    kernel table of ``golfprof diff`` and the dashboard's timeline read the same ones.
     """
     ev = trace.events
     notes: list[str] = []
-    st = events.steps(ev) if steps is None else steps
-    n_steps = max(len(st), 1)
+    w = derived.work(trace)
+    phased = derived.phases(trace, pattern)
+    st, g = w.steps, w.gpu
+    n_steps = w.n_steps
     if st.empty:
         notes.append("no ProfilerStep ranges: figures are for the whole trace, not per step")
-        lo, hi = (float(ev["ts"].min()), float((ev["ts"] + ev["dur"]).max())) if len(ev) else (0.0, 0.0)
-    else:
-        lo, hi = float(st["ts"].min()), float(st["end"].max())
-
-    ranges = events.cpu_ranges(ev, pattern)
-    if not st.empty:
-        ranges = ranges[events.step_of(st, ranges["ts"].to_numpy()) >= 0].reset_index(drop=True)
+    lo, hi = w.lo, w.hi
+    ranges = phased.ranges
     if ranges.empty:
         notes.append(f"no CPU ranges match --phases {pattern.pattern!r}")
-    parent = attribute.parents(ranges)
 
-    g = attribute.launched_work(ev) if gpu is None else gpu
     has_gpu = not g.empty
     if not has_gpu:
         notes.append("no GPU events (CPU-only trace): GPU figures are absent")
-    has_launch = g["launch_thread"].to_numpy() >= 0
-    g_range = np.full(len(g), -1, np.int64)
-    g_range[has_launch] = attribute.innermost(
-        ranges, g["launch_thread"].to_numpy()[has_launch], g["launch_ts"].to_numpy()[has_launch]
-    )
-    g_cls = metrics.kernel_class(g["name"])
+    elif not w.launches_recorded:
+        notes.append("no kernel launch is in the trace: GPU work is given to the step it ran in")
+    g_range = phased.gpu_range
+    g_cls = g["cls"].to_numpy()
     comp = g_cls == metrics.COMPUTE
     compute = metrics.merge(g["ts"].to_numpy()[comp], g["end"].to_numpy()[comp])
-    g_step = events.step_of(st, attribute.launch_time(g)) if not st.empty else np.zeros(len(g), np.int64)
-    in_steps = g_step >= 0
+    in_steps = w.in_steps
 
     sync_m = events.cat_mask(ev, events.LAUNCH_CATS) & events.name_mask(ev["name"], SYNC_RE)
     sync = ev.loc[sync_m, ["ts", "dur"]]
     sync_range = attribute.innermost(ranges, events.thread_key(ev)[sync_m], sync["ts"].to_numpy())
 
     gap = np.where(in_steps, metrics.gaps_before(g["ts"].to_numpy(), g["end"].to_numpy(), lo), 0.0)
-    phases = phase_table(ranges, parent, g, g_range, g_cls, gap, sync, sync_range, compute, n_steps, has_gpu)
+    phases = phase_table(ranges, phased.parent, g, g_range, g_cls, gap, sync, sync_range, compute, n_steps, has_gpu)
 
-    ck = comm.comm_kernels(g, g_cls, trace.comm_args, _param_rows(ev, trace.comm_args, g))
-    ck_in = in_steps[g_cls == metrics.COMM]
-    ck = ck[ck_in]
-    step_no = (st["step"].to_numpy()[g_step[g_cls == metrics.COMM][ck_in]] if not st.empty
-               else np.zeros(len(ck), np.int64))
+    ck = derived.comm_rows(w)
     comm_ms = exposed = unattributed = None
     if has_gpu:
         per = 1e3 * n_steps
@@ -119,6 +122,10 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
         exposed = (metrics.length(merged_comm) - metrics.intersection(merged_comm, compute)) / per
         loose = in_steps & (g_range < 0)
         unattributed = float(g["dur"].to_numpy()[loose].sum()) / per
+    before = before_window(w)
+    note = _before_note(before)
+    if note:
+        notes.append(note)
     return RankSummary(
         rank=rank,
         path=trace.path,
@@ -135,7 +142,8 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
         unattributed_gpu_ms=unattributed,
         phases=phases,
         collectives=comm.collectives(ck, compute, n_steps),
-        comm_seq=comm.sequence(ck, step_no),
+        comm_seq=comm.sequence(ck, ck["step"].to_numpy()),
+        before=before,
         notes=notes,
     )
 

@@ -14,15 +14,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.cli import run as golfprof
+
 from golfprof.model.config import TINY_MODEL
 from golfprof.profiler import phases
 
 BANKS = list(TINY_MODEL.bank_shapes())
 
 
-def golfprof(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "golfprof.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +52,16 @@ def test_run_directory_has_every_artifact(explicit_run: Path):
     assert env["torch"] and env["world_size"] == 2 and env["backend"] == "gloo"
     assert env["tf32"] is True  # the records' setting: fp32 matmuls on tensor cores
     assert dt.datetime.fromisoformat(env["started"]).tzinfo is not None
+
+
+def test_config_json_stores_the_configuration_once(explicit_run: Path):
+    from golfprof.model.config import RunConfig
+
+    cfg = json.loads((explicit_run / "config.json").read_text())
+    assert "spec" not in cfg and {"config", "warmup_steps"}.isdisjoint(cfg["launch"])
+    assert "warmup_steps" not in cfg["train"] and cfg["warmup_steps"] >= 1
+    assert cfg["launch"]["run_dir"] == str(explicit_run) and cfg["profile_window"]["active"] >= 1
+    assert RunConfig.from_dict(cfg).variant == "explicit_banks"
 
 
 @pytest.mark.parametrize("rank", [0, 1])

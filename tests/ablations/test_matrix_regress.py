@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.cli import run as golfprof
 
 from golfprof.ablations.matrix import interleaved, run_matrix
 from golfprof.results.comparison import comparison
@@ -26,9 +29,6 @@ def _spec(tmp: Path, **over):
     return build_spec(**opts)
 
 
-def golfprof(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "golfprof.cli", *args], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **(env or {})})
 
 
 def test_interleaving_order():
@@ -38,7 +38,8 @@ def test_interleaving_order():
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("planted")
-    specs = {"explicit_banks": _spec(tmp), "planted": _spec(tmp, optimizer_delay_ms=40.0)}
+    planted_spec = dataclasses.replace(_spec(tmp), extra={"faults": {"optimizer_delay_ms": 40.0}})
+    specs = {"explicit_banks": _spec(tmp), "planted": planted_spec}
     state = run_matrix(specs, repeats=1, nproc=1, matrix_dir=tmp / "m", baseline="explicit_banks")
     return tmp / "m", comparison(tmp / "m", state)
 

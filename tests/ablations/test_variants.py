@@ -37,3 +37,16 @@ def test_one_process_ablate_says_the_comparison_is_a_to_a(tmp_path: Path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "note: with one process nothing is communicated: ddp_banks runs the same code as explicit_banks" \
         in r.stderr
+
+
+def test_readme_variant_table_is_the_generated_one():
+    """`golfprof variants --markdown` and the README's table are one source: regenerate the README's on change."""
+    from pathlib import Path
+
+    from golfprof.ablations.variants import markdown_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    begin, end = "<!-- variants:begin -->\n", "\n<!-- variants:end -->"
+    assert begin in readme and end in readme
+    block = readme[readme.index(begin) + len(begin):readme.index(end)].strip()
+    assert block == markdown_table()

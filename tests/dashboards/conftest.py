@@ -4,12 +4,10 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-import typer
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
+from tests.cli import invoke
 from tests.dashboards import dash_synth
-
-from golfprof.dashboards.command import dashboard
 
 GPU_RUN = Path(__file__).resolve().parents[1] / "data" / "gpu_traces" / "h100_full_explicit_banks"
 
@@ -37,18 +35,4 @@ def gpu_run() -> Path:
 
 @pytest.fixture
 def cli() -> Callable[..., Result]:
-    app = typer.Typer()
-    app.command("dashboard")(dashboard)
-
-    @app.command("version")
-    def version() -> None:  # a second command keeps "dashboard" a subcommand, as in golfprof's CLI
-        pass
-
-    runner = CliRunner()
-
-    def run(*args: object) -> Result:
-        result = runner.invoke(app, ["dashboard", *map(str, args)])
-        assert "Traceback" not in result.output
-        return result
-
-    return run
+    return lambda *args: invoke("dashboard", *args)

@@ -63,7 +63,7 @@ def test_all_charts_draw(browser: Browser, matrix: Path, tmp_path: Path):
     charts = _render(browser, out, tmp_path / "matrix.png")
     assert [(c["kind"], c["id"]) for c in charts] == [(k, i) for k, ids in report.charts.items() for i in ids]
     assert {c["kind"] for c in charts} == {"timeline", "overlap", "comparison", "diff", "trend"}
-    assert len(report.charts["diff"]) == 4  # phases and kernels of both ddp_banks runs vs explicit_banks-r0
+    assert len(report.charts["diff"]) == 6  # phases, kernels, families of both ddp_banks runs vs explicit_banks-r0
     assert_drawn(charts)
     assert browser.nodata() == []
     assert browser.eval("document.getElementById('chart-diff-kernels-0').data[0].hovertext[0]").startswith(
@@ -89,7 +89,7 @@ def test_real_gpu_runs_diff_draws(browser: Browser, tmp_path: Path):
     report = write(runs, out, Options())
     charts = _render(browser, out, tmp_path / "eager_vs_compiled.png")
     diff = [c for c in charts if c["kind"] == "diff"]
-    assert [c["id"] for c in diff] == ["chart-diff-phases-0", "chart-diff-kernels-0"]
+    assert [c["id"] for c in diff] == ["chart-diff-phases-0", "chart-diff-kernels-0", "chart-diff-families-0"]
     assert_drawn(diff)
     assert diff[1]["marks"] == C.MAX_BARS  # many kernel groups moved: the chart shows the largest
     assert f"largest {C.MAX_BARS} of" in report.html

@@ -24,12 +24,12 @@ def test_page_embeds_plotly_once_and_fetches_nothing(matrix: Path):
     assert report.charts == {"timeline": ["chart-timeline-0", "chart-timeline-1"],
                              "overlap": ["chart-overlap-0", "chart-overlap-1"],
                              "comparison": ["chart-comparison"],
-                             "diff": ["chart-diff-phases-0", "chart-diff-kernels-0", "chart-diff-phases-2",
-                                      "chart-diff-kernels-2"],
+                             "diff": ["chart-diff-phases-0", "chart-diff-kernels-0", "chart-diff-families-0",
+                                      "chart-diff-phases-2", "chart-diff-kernels-2", "chart-diff-families-2"],
                              "trend": ["chart-trend"]}
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids))  # plotly finds its div by id: a clash draws into the wrong element
-    assert page.count('<table class="dataframe numbers">') == 10  # a table under every chart
+    assert page.count('<table class="dataframe numbers">') == 12  # a table under every chart
     # diff: explicit_banks-r0 is A; ddp_banks-r0 (another configuration) and ddp_banks-r1 are drawn, the
     # repeat explicit_banks-r1 has identical traces
     assert "explicit_banks-r1 vs explicit_banks-r0: no difference" in page

@@ -1,9 +1,17 @@
+"""RunDir/MatrixDir: the one owner of the run-directory layout (docs/run-directory.md), and its atomic writers."""
+
+import ast
+import datetime as dt
+import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from golfprof.profiler.rundir import new_run_dir, write_json
+from golfprof.profiler.rundir import MatrixDir, RunDir, config_form, new_run_dir, write_json
 
 
 def test_run_dirs_are_never_reused(tmp_path: Path):
@@ -24,3 +32,201 @@ def test_failed_write_keeps_the_previous_file(tmp_path: Path):
         write_json(path, {"bad": Boom()})
     assert json.loads(path.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+OLD_FORM_RUNS = [ROOT / "tests/data/gpu_traces/h100_full_explicit_banks",
+                 ROOT / "benchmarks/matrices/h200x1_full/matrix/eager-r0"]
+RUN_CONFIG = {"preset": "tiny", "model": {"num_layers": 2}, "train": {"steps": 8, "seq_len": 16},
+              "toggles": {"comm": "explicit"}, "variant": "explicit_banks"}
+
+
+def test_paths_follow_the_documented_layout(tmp_path: Path):
+    rd = RunDir(tmp_path / "r")
+    assert isinstance(RunDir(str(tmp_path)).path, Path)
+    rel = {k: getattr(rd, k).relative_to(rd.path).as_posix()
+           for k in ("config", "env", "summary", "launch_logs", "launch_stderr", "trace_dir")}
+    assert rel == {"config": "config.json", "env": "env.json", "summary": "summary.json",
+                   "launch_logs": "launch_logs", "launch_stderr": "launch_logs/stderr.log", "trace_dir": "trace"}
+    assert rd.steps(3).relative_to(rd.path).as_posix() == "steps/rank3.parquet"
+    assert rd.phases(0).relative_to(rd.path).as_posix() == "phases/rank0.parquet"
+    assert rd.trace(1).relative_to(rd.path).as_posix() == "trace/rank1.pt.trace.json.gz"
+    m = MatrixDir(tmp_path / "m")
+    assert (m.state.name, m.comparison_json.name, m.comparison_csv.name) == (
+        "matrix.json", "comparison.json", "comparison.csv")
+    assert m.run("ddp_banks", 2).path == tmp_path / "m" / "ddp_banks-r2" == m.run_named("ddp_banks-r2").path
+    assert MatrixDir.default(tmp_path, "abc123").path == tmp_path / "matrix-abc123"
+
+
+def test_new_names_the_folder_by_start_time_and_variant(tmp_path: Path):
+    before = dt.datetime.now().replace(microsecond=0)
+    a, b = RunDir.new(tmp_path / "runs", "eager"), RunDir.new(tmp_path / "runs", "eager")
+    assert a.path.is_dir() and b.path.is_dir() and a != b
+    assert a.path.name.endswith("-eager") and b.path.name.startswith(a.path.name)  # ...-eager-1 on a clash
+    assert before <= a.stamp() <= dt.datetime.now()
+    assert RunDir(tmp_path / "eager-r0").stamp() is None
+
+
+def test_files_round_trip(tmp_path: Path):
+    rd = RunDir.new(tmp_path, "v")
+    rd.write_env({"torch": "2.x", "world_size": 2})
+    steps = pd.DataFrame({"step": [0, 1], "rank": [1, 1], "loss": [2.0, 1.5], "ms": [3.0, 2.5],
+                          "lr_mult": [1.0, 1.0], "momentum": [0.9, 0.9]})
+    phases = pd.DataFrame({"step": [0, 0], "rank": [0, 0], "phase": ["golfprof/step", "golfprof/step/forward"],
+                           "ms": [3.0, 1.0]})
+    rd.write_steps(1, steps)
+    rd.write_steps(0, steps.assign(rank=0))
+    rd.write_phases(0, phases)
+    raw = tmp_path / "raw.json"
+    raw.write_text('{"traceEvents": []}')
+    rd.write_trace(1, raw)
+    rd.write_summary({"ms_per_step": 2.5})
+    assert rd.read_env() == {"torch": "2.x", "world_size": 2}
+    pd.testing.assert_frame_equal(rd.steps_frame(1), steps)
+    pd.testing.assert_frame_equal(rd.phases_frame(0), phases)
+    assert rd.ranks() == [0, 1] and RunDir(tmp_path / "none").ranks() == []
+    assert rd.traces() == [rd.trace(1)]
+    with gzip.open(rd.trace(1), "rt") as f:
+        assert f.read() == '{"traceEvents": []}'
+    assert rd.read_summary() == {"ms_per_step": 2.5}
+    assert not [p for p in rd.path.rglob(".*.tmp")]  # atomic writes leave no temp files
+
+
+def test_config_json_holds_the_configuration_once(tmp_path: Path):
+    rd = RunDir(tmp_path)
+    launch = {"config": RUN_CONFIG, "device": "cpu", "warmup_steps": None, "profile": "auto", "extra": {}}
+    rd.write_config(RUN_CONFIG, launch, warmup_steps=1, profile_window={"wait": 1, "warmup": 1, "active": 3})
+    on_disk = json.loads(rd.config.read_text())
+    assert list(on_disk) == [*RUN_CONFIG, "launch", "warmup_steps", "profile_window"]
+    assert on_disk["launch"] == {"device": "cpu", "profile": "auto", "extra": {}}
+    assert json.dumps(on_disk).count('"seq_len"') == 1 and json.dumps(on_disk).count('"warmup_steps"') == 1
+    assert rd.read_config() == on_disk
+
+
+@pytest.mark.parametrize("run", OLD_FORM_RUNS, ids=lambda p: p.name)
+def test_config_json_of_the_old_form_reads_as_the_new(run: Path):
+    """Committed runs keep the launch spec (and a second copy of the config) under "spec"."""
+    old = json.loads((run / "config.json").read_text())
+    assert "spec" in old and "config" in old["spec"]
+    cfg = RunDir(run).read_config()
+    assert "spec" not in cfg and "config" not in cfg["launch"] and "warmup_steps" not in cfg["launch"]
+    assert cfg["launch"]["device"] == old["spec"]["device"]
+    assert {k: cfg[k] for k in ("preset", "model", "train", "toggles", "variant", "warmup_steps", "profile_window")} \
+        == {k: old[k] for k in ("preset", "model", "train", "toggles", "variant", "warmup_steps", "profile_window")}
+    assert config_form(cfg) == cfg  # idempotent: the new form passes through
+
+
+def test_old_and_new_config_forms_give_the_same_step_samples(tmp_path: Path):
+    from golfprof.results.samples import load_run
+
+    old = OLD_FORM_RUNS[0]
+    new = RunDir(tmp_path / old.name)
+    for name in ("summary.json", "env.json", "steps/rank0.parquet", "phases/rank0.parquet"):
+        (new.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (new.path / name).write_bytes((old / name).read_bytes())
+    cfg = RunDir(old).read_config()
+    new.write_config({k: cfg[k] for k in ("preset", "model", "train", "toggles", "variant")},
+                     cfg["launch"], cfg["warmup_steps"], cfg["profile_window"])
+    a, b = load_run(old), load_run(new.path)
+    assert a.samples.keys() == b.samples.keys() and a.samples
+    for k in a.samples:
+        assert (a.samples[k] == b.samples[k]).all(), k
+
+
+def test_complete_means_summary_present(tmp_path: Path):
+    rd = RunDir.new(tmp_path, "v")
+    assert not rd.is_complete() and not rd.is_unfinished()
+    rd.write_config(RUN_CONFIG, {}, 1, None)
+    assert not rd.is_complete() and rd.is_unfinished()
+    rd.write_summary({"ms_per_step": 1.0})
+    assert rd.is_complete() and not rd.is_unfinished()
+
+
+def test_set_aside_keeps_every_interrupted_attempt(tmp_path: Path):
+    m = MatrixDir(tmp_path)
+    first = m.run("eager", 0)
+    first.write_config(RUN_CONFIG, {}, 1, None)
+    aside = first.set_aside()
+    assert aside.path.name == "eager-r0.incomplete-1" and aside.is_set_aside and aside.config.is_file()
+    assert not first.path.exists() and not first.is_set_aside
+    first.write_config(RUN_CONFIG, {}, 1, None)
+    assert first.set_aside().path.name == "eager-r0.incomplete-2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eager-r0.incomplete-1", "eager-r0.incomplete-2"]
+
+
+def test_matrix_state_and_comparison_round_trip(tmp_path: Path):
+    m = MatrixDir(tmp_path / "m")
+    assert m.read_state() == {"runs": {}} and not m.is_matrix()
+    state = {"runs": {"eager-r0": {"variant": "eager", "repeat": 0, "status": "ok"}}, "baseline": "eager"}
+    m.write_state(state)
+    assert m.is_matrix() and m.read_state() == state
+    result = {"baseline": "eager", "failed": {}, "rows": [{"variant": "eager", "metric": "ms_per_step", "value": 1.5}]}
+    m.write_comparison(result, pd.DataFrame(result["rows"]))
+    assert json.loads(m.comparison_json.read_text()) == result
+    assert m.comparison_csv.read_text() == "variant,metric,value\neager,ms_per_step,1.5\n"
+
+
+def test_readers_raise_for_the_caller_to_word(tmp_path: Path):
+    rd = RunDir(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        rd.read_summary()
+    rd.summary.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        rd.read_summary()
+    rd.summary.write_text("{not json")
+    with pytest.raises(json.JSONDecodeError):
+        rd.read_summary()
+
+
+def test_rundir_imports_without_torch():
+    code = "import sys, golfprof.profiler.rundir; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# Spelled only in profiler/rundir.py (prose in docstrings, help and messages may name them).
+_FILE_NAMES = ("config.json", "env.json", "summary.json", "matrix.json", "comparison.json", "comparison.csv",
+               "launch_logs", ".incomplete-", ".pt.trace.json", ".parquet")
+_FOLDERS = {"steps", "phases", "trace", "launch_logs"}
+_OWNER = "profiler/rundir.py"
+# TODO(lead): excluded only until they ask RunDir/MatrixDir; remove each from this set when converted.
+# golfprof/cli.py: being rewritten. ablations/simulate.py: new, in progress; its simulated/*-rank<r>.parquet
+# paths belong in RunDir (and docs/run-directory.md) once that feature settles.
+_NOT_YET_CONVERTED = {"golfprof/cli.py", "ablations/simulate.py"}
+
+
+def _package_sources() -> list[Path]:
+    """Every module of the golfprof packages: the top-level folders with an __init__.py, bar tests/."""
+    dirs = [d for d in ROOT.iterdir() if (d / "__init__.py").is_file() and d.name != "tests"]
+    return sorted(p for d in dirs for p in d.rglob("*.py"))
+
+
+def _spellings(source: str) -> list[tuple[int, str]]:
+    """Path fragments naming run-directory files: non-prose string constants, and `x / "folder"` joins."""
+    tree = ast.parse(source)
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs:
+            if not any(c.isspace() for c in n.value) and any(name in n.value for name in _FILE_NAMES):
+                out.append((n.lineno, n.value))
+        if (isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and isinstance(n.right, ast.Constant)
+                and n.right.value in _FOLDERS):
+            out.append((n.lineno, f"/ {n.right.value!r}"))
+    return out
+
+
+def test_the_spelling_check_finds_path_fragments_and_allows_prose():
+    src = ('"""Reads summary.json."""\nx = run / "summary.json"\ny = d / "steps" / f"rank{r}.parquet"\n'
+           'z = f"{p}: no summary.json here"\nw = p.glob("*.pt.trace.json*")\n')
+    assert sorted(line for line, _ in _spellings(src)) == [2, 3, 3, 5]
+
+
+def test_only_rundir_spells_run_directory_file_names():
+    sources = _package_sources()
+    assert ROOT / _OWNER in sources and len(sources) > 20
+    found = [f"{p.relative_to(ROOT)}:{line}: {text}" for p in sources
+             if p.relative_to(ROOT).as_posix() not in {_OWNER, *_NOT_YET_CONVERTED}
+             for line, text in _spellings(p.read_text())]
+    assert not found, "ask profiler/rundir.py's RunDir/MatrixDir instead:\n" + "\n".join(found)

@@ -5,12 +5,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import typer
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
+from tests.cli import invoke
 from tests.traces.trace_dirs import PUBLIC
-
-from golfprof.traces.command import analyze
 
 
 @pytest.fixture
@@ -20,31 +18,11 @@ def public() -> Path:
     return PUBLIC
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    app.command("analyze")(analyze)
-
-    @app.command("version")
-    def version() -> None:  # a second command keeps "analyze" a subcommand, as in golfprof's CLI
-        pass
-
-    return app
-
-
 @pytest.fixture
 def cli() -> Callable[..., Result]:
-    runner = CliRunner()
-    app = _app()
-
     def run(*args: Any) -> Result:
         argv = ["analyze", *map(str, args)]
-        result = runner.invoke(app, argv if "--jobs" in argv else [*argv, "--jobs", "1"])
-        assert "Traceback" not in result.output
-        if result.exit_code != 0:
-            assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (
-                result.exception
-            )
-        return result
+        return invoke(*(argv if "--jobs" in argv else [*argv, "--jobs", "1"]))
 
     return run
 

@@ -67,6 +67,10 @@ class TraceBuilder:
         self.gpu(name, c, start, dur, stream, args=args)
         return c
 
+    def queued(self, name: str, start: float, dur: float, stream: int = 7, args: dict[str, Any] | None = None) -> None:
+        """GPU work launched before profiling began (the GPU runs behind the CPU): no launch in the trace."""
+        self.gpu(name, self._next(), start, dur, stream, args=args)
+
     def memcpy(self, launch_ts: float, start: float, dur: float, tid: int = MAIN_TID, stream: int = 7) -> None:
         c = self.launch("cudaMemcpyAsync", launch_ts, tid)
         self.gpu("Memcpy DtoD (Device -> Device)", c, start, dur, stream, cat="gpu_memcpy")

@@ -14,9 +14,8 @@ import json
 
 import pytest
 from tests.traces.trace_dirs import GPU_TRACES
-from typer.testing import CliRunner
+from tests.cli import invoke
 
-from golfprof.cli import app
 from golfprof.profiler import phases as ph
 
 GRAPH = GPU_TRACES / "h100_full_triton_graph_1mb"
@@ -28,7 +27,7 @@ pytestmark = pytest.mark.skipif(not (GRAPH / "summary.json").exists(), reason=f"
 
 
 def _json(*args: str) -> dict:
-    result = CliRunner().invoke(app, [*args, "--json"])
+    result = invoke(*args, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 

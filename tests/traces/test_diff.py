@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder, golfprof_meta
 from tests.traces.trace_dirs import GPU_TRACES
-from typer.testing import CliRunner
+from tests.cli import invoke
 
-from golfprof.cli import app
 from golfprof.profiler import phases as ph
 from golfprof.traces.kernels import name_pattern
 
@@ -39,7 +38,7 @@ def _run(root: Path, planted: bool) -> Path:
 
 
 def _diff(a: Path, b: Path) -> dict:
-    r = CliRunner().invoke(app, ["diff", str(a), str(b), "--json"])
+    r = invoke("diff", a, b, "--json")
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout)
 
@@ -66,7 +65,7 @@ def test_a_run_against_itself_is_empty(path, tmp_path):
     path = path or _run(tmp_path / "a", True)
     out = _diff(path, path)
     assert out["empty"] and all(r["phases"] == [] and r["collectives"] == [] for r in out["ranks"])
-    text = CliRunner().invoke(app, ["diff", str(path), str(path)]).stdout
+    text = invoke("diff", path, path).stdout
     assert "no difference" in text
 
 

@@ -18,9 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from tests.traces.trace_dirs import GPU_TRACES
-from typer.testing import CliRunner
+from tests.cli import invoke
 
-from golfprof.cli import app
 from golfprof.profiler import phases as ph
 
 RUNS = sorted(p for p in GPU_TRACES.glob("*") if (p / "phases" / "rank0.parquet").exists())
@@ -28,7 +27,7 @@ RUNS = sorted(p for p in GPU_TRACES.glob("*") if (p / "phases" / "rank0.parquet"
 
 @pytest.mark.parametrize("run_dir", RUNS, ids=[p.name for p in RUNS])
 def test_trace_phases_match_timers(run_dir: Path):
-    result = CliRunner().invoke(app, ["analyze", str(run_dir), "--json"])
+    result = invoke("analyze", run_dir, "--json")
     assert result.exit_code == 0, result.output
     rank = json.loads(result.stdout)["ranks"][0]
     table = pd.read_parquet(run_dir / "phases" / "rank0.parquet")
