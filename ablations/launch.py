@@ -9,17 +9,18 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from golfprof.errors import Interrupted
 from golfprof.model.config import ConfigError
 from golfprof.model.train import DistInfo
 from golfprof.profiler.rundir import RunDir
 
+from .ownership import LAUNCHER_PID, die_with_parent, launch_folder, owned
 from .run import RunSpec, execute
 
 SLURM_TO_TORCH = {"SLURM_PROCID": "RANK", "SLURM_NTASKS": "WORLD_SIZE", "SLURM_LOCALID": "LOCAL_RANK"}
@@ -94,20 +95,23 @@ def spawn(spec: RunSpec, nproc: int) -> tuple[int, str | None]:
 
     A dying rank ends the job; returns the exit code and that rank's one-line error.
     """
-    with tempfile.TemporaryDirectory(prefix="golfprof-launch-") as tmp:
+    what = f"{spec.run.variant} run" + (f": {spec.run_dir} is incomplete (no summary.json)" if spec.run_dir else "")
+    with launch_folder() as (tmp, launch_lock), owned(spec.run_dir) as owner:
+        keep = tuple(lock.fd for lock in (launch_lock, owner) if lock is not None)
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(json.dumps(dataclasses.asdict(spec)))
         worker = ["-m", "golfprof.ablations.worker", str(spec_file)]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        env[LAUNCHER_PID] = str(os.getpid())
         if nproc == 1:
-            proc = _run_child([sys.executable, *worker], env)
+            proc = _run_child([sys.executable, *worker], env, keep, what)
             error = _error_line(proc.stderr)
             if proc.returncode != 0:
                 _keep_logs(spec.run_dir, stderr=proc.stderr)
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "--log-dir", str(Path(tmp) / "logs"), "--redirects", "2", *worker]
-            proc = _run_child(cmd, env)
+            proc = _run_child(cmd, env, keep, what)
             error = first_rank_error(Path(tmp) / "logs")
             if proc.returncode != 0:
                 _keep_logs(spec.run_dir, log_dir=Path(tmp) / "logs")
@@ -118,33 +122,41 @@ def spawn(spec: RunSpec, nproc: int) -> tuple[int, str | None]:
         return proc.returncode, (error if proc.returncode != 0 else None)
 
 
-def _run_child(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def _run_child(cmd: list[str], env: dict[str, str], keep: tuple[int, ...] = (),
+               what: str = "run") -> subprocess.CompletedProcess:
     """`subprocess.run` that takes its child down with it. SIGTERM (`timeout`, a scheduler, a CI
-    cancel) kills only golfprof by default, which would orphan torchrun and its ranks, still
-    holding the GPUs; here SIGTERM or Ctrl-C stops the child first (torchrun passes the SIGTERM on
-    to its ranks), then golfprof exits with 128 + the signal, or as Ctrl-C does."""
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    cancel) or SIGHUP kills only golfprof by default, which would orphan torchrun and its ranks, still
+    holding the GPUs; here they stop the child first (torchrun passes the SIGTERM on to its ranks),
+    then golfprof exits with 128 + the signal. Ctrl-C stops the child at once (its ranks follow through
+    their parent-death signal) and raises Interrupted naming ``what``. A ``kill -9`` of golfprof, which
+    no handler sees, reaches the child as its parent-death signal. ``keep``: descriptors the child
+    inherits (the run folder's lock, shared with the job, so the lock lives as long as the job)."""
+    parent = os.getpid()
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, pass_fds=keep,
+                            preexec_fn=lambda: die_with_parent(signal.SIGTERM, parent))
     main = threading.current_thread() is threading.main_thread()
 
     def on_term(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, on_term) if main else None
+    previous = {s: signal.signal(s, on_term) for s in (signal.SIGTERM, signal.SIGHUP)} if main else {}
     try:
         _, err = proc.communicate()
     except BaseException as e:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=1 if isinstance(e, KeyboardInterrupt) else 30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if isinstance(e, KeyboardInterrupt):
+            raise Interrupted(f"Ctrl-C stopped the {what}") from None
         if isinstance(e, SystemExit):
             print(f"golfprof: terminated by signal {e.code - 128}; stopped the run's processes first", file=sys.stderr)
         raise
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return subprocess.CompletedProcess(cmd, proc.returncode, None, err)
 
 

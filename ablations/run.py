@@ -27,6 +27,7 @@ from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler import phases
 from golfprof.profiler.ceiling import ceiling
+from golfprof.profiler.gcwatch import GcWatch, freeze_after_warmup
 from golfprof.profiler.kineto import make_profiler
 from golfprof.profiler.window import Window, timed_steps
 from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
@@ -65,6 +66,16 @@ def profile_window(spec: RunSpec, warmup: int, steps: int) -> Window | None:
     if window is not None and window.end > steps:
         raise ConfigError(f"--profile-steps {spec.profile} needs {window.end} steps; the run has {steps}")
     return window
+
+
+def warmup_and_window(spec: RunSpec, run: RunConfig, device: torch.device) -> tuple[int, Window | None]:
+    """The warm-up and profiler window a run uses, refused when they do not fit its steps. The launcher calls
+    it too, so a bad --warmup-steps or --profile-steps is an error before any rank or run folder exists."""
+    steps = run.train.steps
+    warmup = spec.warmup_steps if spec.warmup_steps is not None else default_warmup(run, device)
+    if not 0 <= warmup < steps:
+        raise ConfigError(f"--warmup-steps {warmup} must be below --steps {steps}")
+    return warmup, profile_window(spec, warmup, steps)
 
 
 def ensure_data(spec: RunSpec, run: RunConfig, rank: int) -> tuple[str, str | None]:
@@ -160,7 +171,7 @@ def _evaluate(trainer: Trainer, spec: RunSpec, val_pattern: str | None) -> dict[
     if not spec.evaluate or not val_pattern:
         return {}
     run = trainer.run
-    val = load_validation(val_pattern, run.train.seq_len, run.train.val_tokens)
+    val = load_validation(val_pattern, run.train.seq_len, run.train.val_tokens, run.model.vocab_size)
     out = trainer.evaluate(val)
     if spec.sp_model:
         luts = build_byte_luts(spec.sp_model, run.model.vocab_size)
@@ -183,10 +194,7 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
         torch.cuda.set_device(device)
     enable_tf32()
     steps = run.train.steps
-    warmup = spec.warmup_steps if spec.warmup_steps is not None else default_warmup(run, device)
-    if not 0 <= warmup < steps:
-        raise ConfigError(f"--warmup-steps {warmup} must be below --steps {steps}")
-    window = profile_window(spec, warmup, steps)
+    warmup, window = warmup_and_window(spec, run, device)
     run_dir = shared_run_dir(spec, run, info)
     rd = RunDir(run_dir)
     env = environment(info.world_size, info.backend)
@@ -202,7 +210,7 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
         on_trainer(trainer)
     loader = DistributedLoader(train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
                                trainer.grad_accum, info.world_size, info.rank,
-                               pin_memory=device.type == "cuda")
+                               pin_memory=device.type == "cuda", vocab_size=run.model.vocab_size)
     prof = None
     if window is not None:
         meta = {"variant": run.variant, "rank": info.rank, "world_size": info.world_size,
@@ -217,8 +225,13 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     step_rows: list[dict[str, Any]] = []
     phase_rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
+    gc_watch = GcWatch()
     try:
+        gc_watch.__enter__()
         for step in range(steps):
+            if step == warmup:
+                freeze_after_warmup()  # compiled now: keep full collections out of the timed steps
+                gc_watch.take()
             t0 = time.perf_counter()
             loss_t = trainer.step(step, loader)
             if device.type == "cuda":
@@ -231,13 +244,14 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
                 raise FloatingPointError(f"loss became {loss} at step {step}")
             h = trainer.hyper(step)
             step_rows.append({"step": step, "rank": info.rank, "loss": loss, "ms": ms,
-                              "lr_mult": h.lr_mult, "momentum": h.momentum})
+                              "lr_mult": h.lr_mult, "momentum": h.momentum, **gc_watch.take()})
             if prof is not None:
                 prof.step()
             progress.update(step, loss, ms)
             if on_step is not None:
                 on_step(step, loss, ms)
     finally:
+        gc_watch.__exit__()
         progress.close()
         if prof is not None:
             prof.stop()

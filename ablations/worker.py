@@ -7,13 +7,17 @@ import sys
 import traceback
 
 from golfprof import faults
+from golfprof.errors import show_warnings
 from golfprof.model.train import DistInfo
 
 from .launch import launched_env, run_joined
+from .ownership import guard_rank
 from .run import RunSpec
 
 
 def main(argv: list[str]) -> int:
+    guard_rank()  # first: a rank must not outlive its job (kill -9 of golfprof, or of torchrun)
+    show_warnings()
     spec = RunSpec(**json.loads(open(argv[1]).read()))
     info = launched_env() or DistInfo()
     rank = info.rank

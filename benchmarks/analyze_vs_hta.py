@@ -114,7 +114,7 @@ def bench(folder: Path, repeat: int) -> dict[str, Any]:
     diffs = []
     for r in doc["ranks"]:
         if r["window"] == 0 and str(r["rank"]) in hta_vals:
-            for ours_v, hta_v in zip((r["idle_pct"], r["comm_comp_overlap_pct"]), hta_vals[str(r["rank"])]):
+            for ours_v, hta_v in zip((r["idle_pct"], r["hta_overlap_pct"]), hta_vals[str(r["rank"])]):
                 if ours_v is not None and hta_v == hta_v:
                     diffs.append(abs(ours_v - hta_v))
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from golfprof import options as O
 from golfprof.ablations import variants as V
 from golfprof.dashboards.command import dashboard
-from golfprof.errors import ConfigError, GolfprofError, show_warnings
+from golfprof.errors import ConfigError, GolfprofError, Interrupted, show_warnings
 from golfprof.traces.command import analyze, diff
 
 if TYPE_CHECKING:
@@ -28,10 +28,26 @@ class _OneErrorPath(TyperGroup):
     """Every command's GolfprofError becomes one ``error:`` line on stderr and its exit code (2: bad input)."""
 
     def invoke(self, ctx: Any) -> Any:
+        try:  # typer 0.2x carries its own copy of click; older typer raises click's own exceptions
+            from typer._click import exceptions as click_errors
+        except ImportError:
+            from click import exceptions as click_errors  # type: ignore[no-redef]
         try:
             return super().invoke(ctx)
+        except Interrupted as e:
+            print(f"interrupted: {e}", file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            print(f"interrupted: {ctx.invoked_subcommand or 'golfprof'} stopped by Ctrl-C", file=sys.stderr)
+            raise typer.Exit(Interrupted.exit_code) from None
         except GolfprofError as e:
             print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
+        except click_errors.NoArgsIsHelpError:
+            raise
+        except click_errors.UsageError as e:  # an unknown option or command, a bad value: the same one line as bad input
+            command = e.ctx.command_path if e.ctx is not None else "golfprof"
+            print(f"error: {e.format_message()} (see {command} --help)", file=sys.stderr)
             raise typer.Exit(e.exit_code) from None
 
 
@@ -70,20 +86,34 @@ def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def check_folder(flag: str, path: Path) -> None:
+    """A folder golfprof will create files under: refused now if it, or the nearest existing folder above it,
+    is not a folder (mkdir would raise FileExistsError / NotADirectoryError halfway through a command)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        what = "is a file" if probe == path else f"is under {probe}, which is a file"
+        raise ConfigError(f"{flag} {path} {what}, not a folder")
+
+
 def build_spec(*, variant: str, preset: str = "tiny", **values: Any) -> RunSpec:
     """Command-line values -> a validated RunSpec (the preset, the variant, then explicit overrides)."""
     from golfprof.ablations.spec import RunSpec
-    from golfprof.model.data import shard_paths
+    from golfprof.model.data import check_shards
 
     toggles, train, launch = O.split(values)
     run = O.run_config(variant, preset, toggles, train)
     for pattern in (launch.get("train_data"), launch.get("val_data")):
         if pattern is not None:
-            shard_paths(pattern)  # fail before any process starts
+            check_shards(pattern, run.model.vocab_size)  # fail before any process starts
     if not launch.get("train_data"):
         launch["val_data"] = None  # validation shards go with the user's own train shards
     if launch.get("sp_model") is not None and not Path(launch["sp_model"]).is_file():
         raise ConfigError(f"--sp-model {launch['sp_model']}: no such file")
+    for flag, key in (("--runs-dir", "runs_dir"), ("--data-dir", "data_dir")):
+        if launch.get(key) is not None:
+            check_folder(flag, Path(launch[key]))
     return RunSpec(config=run.to_dict(), **launch, command=shlex.join(["golfprof", *sys.argv[1:]]))
 
 
@@ -106,6 +136,14 @@ def print_summary(s: dict[str, Any]) -> None:
     console.print(f"run directory: {s['run_dir']}", highlight=False)
 
 
+def check_launch(spec: RunSpec) -> None:
+    """What each rank would refuse (device, --warmup-steps, --profile-steps), refused here first: exit 2 before
+    any process starts, and no run folder left behind."""
+    from golfprof.ablations.run import resolve_device, warmup_and_window
+
+    warmup_and_window(spec, spec.run, resolve_device(spec.device))
+
+
 def _run(spec: RunSpec, nproc: int) -> int:
     """Join an existing launch, run in-process, or spawn torchrun; returns an exit code."""
     from golfprof.ablations.launch import check_nproc, export_slurm_env, launched_env, run_joined, spawn
@@ -118,19 +156,20 @@ def _run(spec: RunSpec, nproc: int) -> int:
             print_summary(summary)
         return 0
     check_nproc(nproc, spec.device)
+    check_launch(spec)
     if nproc == 1:
         from golfprof.model.train import DistInfo
         print_summary(run_joined(spec, DistInfo()))
         return 0
-    from golfprof.profiler.rundir import new_run_dir
-    spec.run_dir = str(new_run_dir(Path(spec.runs_dir), spec.run.variant))
+    from golfprof.profiler.rundir import RunDir
+
+    rd = RunDir.new(Path(spec.runs_dir), spec.run.variant)
+    spec.run_dir = str(rd.path)
     code, error = spawn(spec, nproc)
     if error:
         print(f"error: {error}", file=sys.stderr)
-    summary_path = Path(spec.run_dir) / "summary.json"
-    if code == 0 and summary_path.exists():
-        import json
-        print_summary({**json.loads(summary_path.read_text()), "run_dir": spec.run_dir})
+    if code == 0 and rd.is_complete():
+        print_summary({**rd.read_summary(), "run_dir": spec.run_dir})
     return code
 
 
@@ -159,9 +198,12 @@ def ablate(
     *, run: dict[str, Any],
 ) -> None:
     """Run variant(s) across NPROC processes; several variants or repeats make a resumable matrix."""
+    from golfprof.ablations.launch import check_nproc
+
     names, sweep = list(dict.fromkeys(variant)), sweep_tokens_per_step
     if repeats < 1:
         raise ConfigError("--repeats must be >= 1")
+    check_nproc(nproc, run["device"])  # first: the world size divides the batch below
     if sweep is not None:
         specs = _sweep_specs(names, sweep, nproc, run)
         names = list(specs)
@@ -172,9 +214,7 @@ def ablate(
         raise ConfigError(f"--baseline {base!r} is not among the variants run: {', '.join(names)}")
     for spec in specs.values():
         spec.run.validate(nproc)
-    from golfprof.ablations.launch import check_nproc
-
-    check_nproc(nproc, run["device"])
+        check_launch(spec)
     if nproc == 1:
         for name, twin in V.same_code_with_one_process({n: s.run.toggles for n, s in specs.items()}):
             print(f"note: with one process nothing is communicated: {name} runs the same code as {twin} "
@@ -182,8 +222,10 @@ def ablate(
     if len(names) == 1 and repeats == 1 and matrix_dir is None and sweep is None:
         raise typer.Exit(_run(specs[names[0]], nproc))
     from golfprof.ablations.matrix import matrix_key
+    from golfprof.profiler.rundir import MatrixDir
 
-    mdir = matrix_dir or run["runs_dir"] / f"matrix-{matrix_key(specs, nproc)}"
+    mdir = matrix_dir or MatrixDir.default(run["runs_dir"], matrix_key(specs, nproc)).path
+    check_folder("--matrix-dir" if matrix_dir else "--runs-dir", mdir)
     _matrix(specs, repeats, nproc, mdir, base, sweep=sweep is not None)
 
 
@@ -210,22 +252,28 @@ def _sweep_specs(names: list[str], sweep: str, nproc: int, opts: dict[str, Any])
 
 def print_sweep(matrix_dir: Path, state: dict[str, Any]) -> None:
     """ms/step and tokens/s per tokens/step setting: where one GPU saturates."""
-    import json
     import statistics
 
+    from golfprof.profiler.rundir import MatrixDir
+
+    mdir = MatrixDir(matrix_dir)
     t = Table(title="tokens-per-step sweep")
     for col in ("tokens/step", "micro-batch × accum", "runs", "ms/step", "tokens/s", "MFU %"):
         t.add_column(col, justify="right")
     for key in state["variants"]:
-        done = [json.loads((matrix_dir / n / "summary.json").read_text())
-                for n, i in sorted(state["runs"].items()) if i["variant"] == key and i["status"] == "ok"]
+        ok = [n for n, i in sorted(state["runs"].items()) if i["variant"] == key and i["status"] == "ok"]
+        done = [mdir.run_named(n).read_summary() for n in ok]
         if not done:
             t.add_row(key, "—", "0", "failed", "—", "—")
             continue
-        cfg = json.loads((matrix_dir / next(n for n, i in state["runs"].items() if i["variant"] == key and i["status"] == "ok") / "config.json").read_text())
-        micro = cfg["train"]["micro_batch_seqs"]
-        accum = cfg["train"]["tokens_per_step"] // cfg["train"]["seq_len"] // done[0]["world_size"] // micro
-        med = lambda k: statistics.median(d[k] for d in done if d.get(k) is not None) if any(d.get(k) is not None for d in done) else None  # noqa: E731
+        train = mdir.run_named(ok[0]).read_config()["train"]
+        micro = train["micro_batch_seqs"]
+        accum = train["tokens_per_step"] // train["seq_len"] // done[0]["world_size"] // micro
+
+        def med(k: str) -> float | None:
+            values = [d[k] for d in done if d.get(k) is not None]
+            return statistics.median(values) if values else None
+
         t.add_row(f"{done[0]['tokens_per_step']:,}", f"{micro} × {accum}", str(len(done)), _fmt(med("ms_per_step")),
                   _fmt(med("tokens_per_s"), 0), _fmt(med("mfu_pct"), 1))
     console.print(t)
@@ -234,8 +282,8 @@ def print_sweep(matrix_dir: Path, state: dict[str, Any]) -> None:
 def _matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Path, baseline: str,
             sweep: bool = False) -> None:
     from golfprof.ablations.matrix import run_matrix
+    from golfprof.profiler.rundir import MatrixDir
     from golfprof.results.comparison import comparison, comparison_frame
-    from golfprof.profiler.rundir import write_json
 
     def event(name: str, status: str, error: Optional[str]) -> None:
         console.print(f"{name}: {status}" + (f" — {error}" if error else ""), highlight=False)
@@ -243,9 +291,7 @@ def _matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Pat
     console.print(f"matrix: {matrix_dir}", highlight=False)
     state = run_matrix(specs, repeats, nproc, matrix_dir, baseline, on_event=event)
     result = comparison(matrix_dir, state)
-    write_json(matrix_dir / "comparison.json", result)
-    frame = comparison_frame(result)
-    frame.to_csv(matrix_dir / "comparison.csv", index=False)
+    MatrixDir(matrix_dir).write_comparison(result, comparison_frame(result))
     if sweep:
         print_sweep(matrix_dir, state)
     else:

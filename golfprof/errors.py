@@ -30,6 +30,15 @@ class DashboardError(GolfprofError, ValueError):
     """Dashboard input that cannot be drawn (no runs found, unreadable run, bad option)."""
 
 
+class Interrupted(GolfprofError):
+    """Ctrl-C (or SIGTERM) stopped a run; the message says what, which folder is incomplete and how to resume.
+
+    Exit 130, as a shell reports a process ended by SIGINT; the CLI prints it as ``interrupted: <message>``.
+    """
+
+    exit_code = 130
+
+
 class GolfprofWarning(UserWarning):
     """Something the user should know that does not stop the run (a fallback, a noisy figure).
 

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 BACKENDS = ("sdpa", "flash", "cudnn", "flex", "fa3")  # the toggle's choices (model/config.py Toggles.attention)
-EXTRA_BACKENDS = ("math",)  # callable here, not a toggle choice: the reference
+# callable here, not toggle choices: math is the reference; efficient (SDPA's memory-efficient kernel) has no
+# GQA kernel, `bench attention` shows that
+EXTRA_BACKENDS = ("math", "efficient")
 # On another device these fall back to sdpa. flex runs forward on the CPU (eagerly: the tests use that), but
 # has no CPU backward, so a CPU run cannot train through it.
 CUDA_ONLY = ("flash", "cudnn", "flex", "fa3")
@@ -61,7 +63,8 @@ def check_available(name: str, device_kind: str = "auto") -> None:
                           "--attention flash, cudnn or flex run without it")
 
 
-_SDPA_BACKEND_NAMES = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}
+_SDPA_BACKEND_NAMES = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH",
+                       "efficient": "EFFICIENT_ATTENTION"}
 
 
 def _probe(name: str, device: torch.device, heads: tuple[int, int, int], dtype: torch.dtype) -> str:
@@ -140,6 +143,9 @@ def causal_block_mask(T: int, device: torch.device) -> Any:
     import torch
     from torch.nn.attention.flex_attention import create_block_mask
 
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # the key a tensor's own device gives inside the model
+        device = torch.device("cuda", torch.cuda.current_device())
     key = (T, str(device))
     mask = _MASKS.get(key)
     if mask is None:

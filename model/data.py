@@ -66,6 +66,29 @@ def read_shard(path: str | Path) -> np.ndarray:
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(num_tokens,))
 
 
+def load_shard(path: str | Path, vocab_size: int | None = None) -> np.ndarray:
+    """A validated shard read whole into memory, as the records' loaders do at each shard switch.
+
+    Training reads every token in order, so reading the file at once costs the same I/O as paging a
+    memory map in step by step, and no timed step waits on the file system for its tokens. With
+    ``vocab_size`` its ids are checked too (one max over the array).
+    """
+    tokens = np.array(read_shard(path))
+    if vocab_size is not None:
+        check_token_ids(path, tokens, vocab_size)
+    return tokens
+
+
+def check_token_ids(path: str | Path, tokens: np.ndarray, vocab_size: int) -> None:
+    """An id at or past the vocabulary would index past the embedding deep inside a step (an IndexError
+    or a device assert); refuse the shard instead, naming the file and the first bad position."""
+    if tokens.size == 0 or int(tokens.max()) < vocab_size:
+        return
+    first = int(np.argmax(tokens >= vocab_size))
+    raise ShardError(f"{path}: token id {int(tokens[first])} at position {first} (byte "
+                     f"{HEADER_BYTES + first * TOKEN_DTYPE.itemsize}) is outside the vocabulary of {vocab_size}")
+
+
 def write_shard(path: str | Path, tokens: np.ndarray) -> None:
     """Write a shard atomically, so a crashed writer never leaves a half shard that reads as valid."""
     path = Path(path)
@@ -102,6 +125,18 @@ def shard_paths(pattern: str | Path) -> list[Path]:
     return paths
 
 
+def check_shards(pattern: str | Path, vocab_size: int) -> list[Path]:
+    """Before any process starts: every shard's header (cheap), and the ids of the first shard, the one a run
+    loads at once; each later shard's ids are checked as the stream loads it."""
+    paths = shard_paths(pattern)
+    sizes = [read_header(p) for p in paths]
+    if sum(sizes) == 0:
+        raise ShardError(f"{pattern}: all {len(paths)} shard(s) are empty")
+    first = next(p for p, n in zip(paths, sizes) if n)
+    check_token_ids(first, read_shard(first), vocab_size)
+    return paths
+
+
 # --------------------------------------------------------------------------------------------
 # Streams and loaders
 
@@ -109,7 +144,8 @@ def shard_paths(pattern: str | Path) -> list[Path]:
 class TokenStream:
     """Reads shards in sorted order and wraps to the first one, as the record's loader does."""
 
-    def __init__(self, pattern: str | Path) -> None:
+    def __init__(self, pattern: str | Path, vocab_size: int | None = None) -> None:
+        self.vocab_size = vocab_size  # ids are checked as each shard is loaded
         self.paths = shard_paths(pattern)
         # Checking every header now turns a bad shard hours into a run into an error at start-up.
         self.sizes = [read_header(p) for p in self.paths]
@@ -117,7 +153,7 @@ class TokenStream:
             raise ShardError(f"{pattern}: all {len(self.paths)} shard(s) are empty")
         self._shard = 0
         self._pos = 0
-        self._tokens = read_shard(self.paths[0])
+        self._tokens = load_shard(self.paths[0], vocab_size)
 
     def take(self, n: int) -> np.ndarray:
         """Exactly n tokens (uint16), continuing into the next shards as needed."""
@@ -156,7 +192,7 @@ class TokenStream:
 
     def _open(self, shard: int, pos: int) -> None:
         if shard != self._shard:
-            self._tokens = read_shard(self.paths[shard])
+            self._tokens = load_shard(self.paths[shard], self.vocab_size)
         self._shard, self._pos = shard, pos
 
 
@@ -177,6 +213,7 @@ class DistributedLoader:
         world_size: int = 1,
         rank: int = 0,
         pin_memory: bool = False,
+        vocab_size: int | None = None,
     ) -> None:
         for name, value in (
             ("seq_len", seq_len),
@@ -196,7 +233,7 @@ class DistributedLoader:
         self.pin_memory = pin_memory
         self.micro_tokens = micro_batch_seqs * seq_len
         self.tokens_per_step = world_size * grad_accum * self.micro_tokens
-        self.stream = TokenStream(pattern)
+        self.stream = TokenStream(pattern, vocab_size)
 
     def next_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """This rank's grad_accum (x, y) pairs, int64 (micro_batch_seqs, seq_len), y = x shifted."""
@@ -224,7 +261,8 @@ class DistributedLoader:
         self.stream.load_state_dict(state["stream"])
 
 
-def load_validation(pattern: str | Path, seq_len: int, max_tokens: int | None = None) -> torch.Tensor:
+def load_validation(pattern: str | Path, seq_len: int, max_tokens: int | None = None,
+                    vocab_size: int | None = None) -> torch.Tensor:
     """The first max_tokens val tokens (all if None), trimmed to k * seq_len + 1 for k sequences."""
     paths = shard_paths(pattern)
     sizes = [read_header(p) for p in paths]
@@ -239,7 +277,10 @@ def load_validation(pattern: str | Path, seq_len: int, max_tokens: int | None = 
         if remaining == 0:
             break
         k = min(size, remaining)
-        parts.append(read_shard(path)[:k].astype(np.int64))
+        part = read_shard(path)[:k]
+        if vocab_size is not None:
+            check_token_ids(path, part, vocab_size)
+        parts.append(part.astype(np.int64))
         remaining -= k
     return torch.from_numpy(np.concatenate(parts))
 

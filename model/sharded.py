@@ -251,9 +251,6 @@ class ShardedSchedule(_Base):
         out.sort(key=lambda b: b.padded.numel(), reverse=self.toggles.rs_order == "biggest_first")
         return out
 
-    def group_names(self) -> list[str]:
-        return [b.name for b in self.banks]
-
     def _launch_reduce_scatters(self) -> None:
         with self.mark(phases.RS_LAUNCH):
             for b in self.banks:

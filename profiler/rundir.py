@@ -32,6 +32,7 @@ PHASES = "phases"
 TRACE = "trace"
 LAUNCH_LOGS = "launch_logs"
 LAUNCH_STDERR = "stderr.log"
+LOCK = ".lock"  # flocked while a live run owns the folder (golfprof.ablations.ownership); holds its pid
 TRACE_SUFFIX = ".pt.trace.json"  # PyTorch's own trace naming, which HTA and Perfetto users expect
 TRACE_GLOB = f"*{TRACE_SUFFIX}*"  # any Kineto trace, gzipped or not, whatever wrote it
 SET_ASIDE = ".incomplete-"
@@ -205,6 +206,11 @@ class RunDir:
     def launch_stderr(self) -> Path:
         return self.launch_logs / LAUNCH_STDERR
 
+    @property
+    def lock(self) -> Path:
+        """Locked by the run's launcher and ranks while they live: one live run per folder."""
+        return self.path / LOCK
+
     def steps(self, rank: int) -> Path:
         return self.steps_dir / f"rank{rank}.parquet"
 
@@ -326,6 +332,11 @@ class MatrixDir:
     @property
     def comparison_csv(self) -> Path:
         return self.path / COMPARISON_CSV
+
+    @property
+    def lock(self) -> Path:
+        """Held by the golfprof process running the matrix: one live writer of matrix.json at a time."""
+        return self.path / LOCK
 
     def run(self, variant: str, repeat: int) -> RunDir:
         return RunDir(self.path / self.run_name(variant, repeat))

@@ -64,6 +64,8 @@ def _read(path: Path, read: Callable[[], T]) -> T:
         return read()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except OSError as e:  # a path under a file, a folder where a file should be, no permission
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
     except ValueError as e:  # valid JSON, but not an object
@@ -100,6 +102,19 @@ def step_samples(run_dir: Path, summary: dict[str, Any]) -> dict[str, np.ndarray
     return out
 
 
+def _baseline(path: Path, data: dict[str, Any]) -> RunSamples:
+    """A baseline file's parts, each checked: a hand-edited or truncated file is bad input, not a crash."""
+    parts = {k: data.get(k) for k in ("summary", "fingerprint", "samples")}
+    bad = [k for k, v in parts.items() if not isinstance(v, dict)]
+    if bad:
+        raise ConfigError(f"{path}: baseline file without a {bad[0]!r} object; write one with `golfprof baseline save`")
+    try:
+        samples = {str(k): np.asarray(v, dtype=float).reshape(-1) for k, v in parts["samples"].items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: baseline 'samples' must map metrics to lists of numbers") from None
+    return RunSamples(str(path), parts["summary"], parts["fingerprint"], samples)
+
+
 def load_run(path: Path) -> RunSamples:
     """A run directory, its summary.json, or a baseline file written by `golfprof baseline save`."""
     path = Path(path)
@@ -108,9 +123,11 @@ def load_run(path: Path) -> RunSamples:
         summary = _read(rd.summary, rd.read_summary)
         return RunSamples(str(path), summary, fingerprint(summary), step_samples(path, summary))
     data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a golfprof summary.json, run directory or baseline file "
+                          f"(a JSON {type(data).__name__}, not an object)")
     if "golfprof_baseline" in data:
-        return RunSamples(str(path), data["summary"], data["fingerprint"],
-                          {k: np.asarray(v, dtype=float) for k, v in data["samples"].items()})
+        return _baseline(path, data)
     if "ms_per_step" not in data:
         raise ConfigError(f"{path}: not a golfprof summary.json, run directory or baseline file")
     rd = RunDir(path.parent)

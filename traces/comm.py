@@ -132,39 +132,63 @@ def collectives(comm: pd.DataFrame, compute: tuple[np.ndarray, np.ndarray], n_st
     return pd.DataFrame(out).sort_values("ms_per_step", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def sequence(comm: pd.DataFrame, step_no: np.ndarray) -> pd.DataFrame:
-    """Key each collective by (profiler step, op, n-th of that op in the step) to match it across ranks."""
+def sequence(comm: pd.DataFrame, step_no: np.ndarray, base_us: float = 0.0) -> pd.DataFrame:
+    """Each collective with what matches it across ranks: its NCCL sequence number and process group
+    (``nccl_seq``, ``pg``; -1 and '' where the trace lacks them), and (profiler step, op, n-th of that op
+    in the step). ``end`` is on the unix clock (``base_us``: the trace's baseTimeNanoseconds in µs)."""
+    seq = comm["seq"] if "seq" in comm else pd.Series(None, index=comm.index, dtype=object)
+    pg = comm["pg"] if "pg" in comm else pd.Series(None, index=comm.index, dtype=object)
     k = pd.DataFrame({"step": step_no, "op": comm["op"].to_numpy(), "ts": comm["ts"].to_numpy(),
-                      "dur": comm["dur"].to_numpy()})
+                      "dur": comm["dur"].to_numpy(), "end": comm["end"].to_numpy() + base_us,
+                      "nccl_seq": [int(v) if v is not None and v == v else -1 for v in seq],
+                      "pg": [v if isinstance(v, str) else "" for v in pg]})
     k = k.sort_values("ts", kind="stable")
     k["seq"] = k.groupby(["step", "op"]).cumcount()
-    return k[["step", "op", "seq", "dur"]]
+    return k[["step", "op", "seq", "nccl_seq", "pg", "dur", "end"]]
+
+
+def match_collectives(seqs: dict[int, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The same collective on every rank: (duration, end, info) with one row per collective seen on two or
+    more ranks; duration and end have a column per rank, info the op and profiler step.
+
+    When every rank's trace records NCCL sequence numbers the collective is its (process group, sequence
+    number); otherwise it is the n-th of its op in a profiler step, and steps where ranks ran different
+    numbers of an op are left out: their n-th ones need not match.
+    """
+    parts = [s.assign(rank=r) for r, s in seqs.items() if not s.empty]
+    empty = pd.DataFrame()
+    if len(parts) < 2:
+        return empty, empty, empty
+    allk = pd.concat(parts, ignore_index=True)
+    if (allk["nccl_seq"] >= 0).all():
+        key = ["pg", "nccl_seq"]
+    else:
+        key = ["step", "op", "seq"]
+        counts = allk.groupby(["step", "op", "rank"]).size().unstack("rank")
+        same = counts.index[counts.nunique(axis=1) == 1]
+        allk = allk.set_index(["step", "op"]).loc[lambda d: d.index.isin(same)].reset_index()
+    dur = allk.pivot_table(index=key, columns="rank", values="dur", aggfunc="first")
+    end = allk.pivot_table(index=key, columns="rank", values="end", aggfunc="first")
+    keep = dur.notna().sum(axis=1) >= 2
+    info = allk.sort_values("rank", kind="stable").groupby(key)[["op", "step"]].first()
+    return dur[keep], end[keep], info.loc[dur.index[keep]]
 
 
 def rank_skew(seqs: dict[int, pd.DataFrame]) -> pd.DataFrame:
     """Per (rank, op): wait per step in collectives matched across ranks, and the peer it waited for.
 
-    Waiting = this rank's kernel time minus the shortest kernel time of the same collective.
-    Steps where ranks ran different numbers of an op are left out: their n-th ones need not match.
+    Waiting = this rank's kernel time minus the shortest kernel time of the same collective
+    (``match_collectives``).
     """
     cols = ["rank", "op", "waits_for", "wait_ms_per_step", "comm_ms_per_step", "matched"]
-    parts = [s.assign(rank=r) for r, s in seqs.items() if not s.empty]
-    if len(parts) < 2:
-        return pd.DataFrame(columns=cols)
-    allk = pd.concat(parts, ignore_index=True)
-    # the n-th collective of a step is the same one on every rank only if all ranks ran as many
-    counts = allk.groupby(["step", "op", "rank"]).size().unstack("rank")
-    same = counts.index[counts.nunique(axis=1) == 1]
-    allk = allk.set_index(["step", "op"]).loc[lambda d: d.index.isin(same)].reset_index()
-    wide = allk.pivot_table(index=["step", "op", "seq"], columns="rank", values="dur", aggfunc="first")
-    wide = wide[wide.notna().sum(axis=1) >= 2]
+    wide, _, info = match_collectives(seqs)
     if wide.empty:
         return pd.DataFrame(columns=cols)
     fastest = wide.idxmin(axis=1)
     wait = wide.sub(wide.min(axis=1), axis=0)
-    n_steps = max(wide.index.get_level_values("step").nunique(), 1)
+    n_steps = max(info["step"].nunique(), 1)
     out = []
-    for op, w in wait.groupby(level="op"):
+    for op, w in wait.groupby(info["op"]):
         f = fastest.loc[w.index]
         d = wide.loc[w.index]
         for r in w.columns:

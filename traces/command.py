@@ -34,7 +34,7 @@ def _cpus() -> int:
 
 def _summarize_file(tf: TraceFile, pattern: str, window: int) -> RankSummary:
     """Load one trace and reduce it to its summary, so at most one trace per process is in memory."""
-    return summarize_rank(load_trace(tf.path), tf.rank, re.compile(pattern), window)
+    return summarize_rank(load_trace(tf.path), tf.rank, re.compile(pattern), window, rank_known=tf.rank_known)
 
 
 def _summaries(window: dict[int, TraceFile], pattern: str, index: int, jobs: int) -> list[RankSummary]:

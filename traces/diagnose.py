@@ -19,8 +19,15 @@ TINY_BYTES = 1 << 20
 TINY_US = 50.0  # used when the trace has no message sizes
 SKEW_MIN_MS = 0.5
 SKEW_SHARE = 0.3  # waiting as a share of the rank's time in that collective
-EXPOSED_SHARE = 0.05  # of the step
+EXPOSED_SHARE = 0.05  # of the step; below it exposed communication is listed only as the rank's largest cost
 BUSY_PCT = 85.0
+COST_FLOOR_MS = 0.5  # every finding costs at least this per step ...
+COST_FLOOR_SHARE = 0.005  # ... and this share of the step: 0.3 ms of a 345 ms step is noise
+
+
+def cost_floor(step_ms: float | None) -> float:
+    """Smallest cost per step (ms) a finding must have on a rank whose median step is ``step_ms``."""
+    return max(COST_FLOOR_MS, COST_FLOOR_SHARE * step_ms) if step_ms else COST_FLOOR_MS
 
 
 @dataclass
@@ -97,11 +104,13 @@ def _tiny_collectives(r: RankSummary) -> list[Diagnosis]:
     return out
 
 
-def _exposed(r: RankSummary) -> list[Diagnosis]:
+def _exposed(r: RankSummary, largest_other_ms: float) -> list[Diagnosis]:
+    """Exposed communication: worth a line at 5% of the step, or below that when nothing costs the rank more."""
     if not r.has_gpu or not r.exposed_comm_ms or r.step_ms is None:
         return []
     x = r.exposed_comm_ms
-    if x < max(MIN_MS / 2, EXPOSED_SHARE * r.step_ms):
+    share = x / r.step_ms
+    if share < EXPOSED_SHARE and x <= largest_other_ms:
         return []
     where = ""
     p = r.phases
@@ -112,7 +121,8 @@ def _exposed(r: RankSummary) -> list[Diagnosis]:
     return [Diagnosis(
         kind="exposed_comm",
         message=(f"{x:.1f} ms of communication per step is exposed (no compute kernel runs beside it), "
-                 f"{100 * x / r.step_ms:.0f}% of the step{where}"),
+                 f"{100 * share:.0f}% of the step{where}"
+                 + ("; the largest cost found on this rank" if share < EXPOSED_SHARE else "")),
         cost_ms=x,
         ranks=[r.rank],
         numbers={"exposed_comm_ms": x, "step_ms": r.step_ms},
@@ -174,8 +184,13 @@ def _merge_ranks(found: list[Diagnosis]) -> list[Diagnosis]:
 
 
 def diagnose(run: RunSummary) -> list[Diagnosis]:
+    """Every rank's findings that clear the cost floor (``cost_floor``), merged across ranks, largest first."""
+    skew = _skew(run.skew)
     found: list[Diagnosis] = []
     for r in run.ranks:
-        found += _launch_bound(r) + _tiny_collectives(r) + _exposed(r) + _idle(r)
-    found += _skew(run.skew)
+        floor = cost_floor(r.step_ms)
+        own = [d for d in _launch_bound(r) + _tiny_collectives(r) + _idle(r) + skew
+               if r.rank in d.ranks and d.cost_ms >= floor]
+        largest = max((d.cost_ms for d in own), default=0.0)
+        found += own + [d for d in _exposed(r, largest) if d.cost_ms >= floor]
     return _merge_ranks(found)

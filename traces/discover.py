@@ -29,6 +29,7 @@ class TraceFile:
     world_size: int | None
     run: str | None  # identity of the golfprof run that wrote it (variant + config), if known
     variant: str | None
+    rank_known: bool = True  # False: a lone file that records no rank (analysed as rank 0, shown as '?')
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,15 @@ def _describe(path: Path, header: dict[str, Any], only_file: bool) -> TraceFile:
     rank = _int(dist.get("rank"))
     if rank is None:
         rank = _int(gp.get("rank"))
+    known = True
     if rank is None:
         m = _RANK_IN_NAME.search(path.name)
-        rank = int(m.group(1)) if m else (0 if only_file else None)
+        rank, known = (int(m.group(1)), True) if m else (0 if only_file else None, False)
     if rank is None:
         raise TraceError(f"{path}: cannot tell its rank (no distributedInfo.rank, no rank<N> in the name)")
     world = _int(dist.get("world_size")) or _int(gp.get("world_size"))
     run = json.dumps([gp.get("variant"), gp.get("config")], sort_keys=True, default=str) if gp else None
-    return TraceFile(path=path, rank=rank, world_size=world, run=run, variant=gp.get("variant"))
+    return TraceFile(path=path, rank=rank, world_size=world, run=run, variant=gp.get("variant"), rank_known=known)
 
 
 def _ranges(nums: list[int]) -> str:
@@ -129,7 +131,12 @@ def discover(path: Path) -> Discovery:
     if uneven:
         warnings.append(f"ranks {_ranges(uneven)} lack traces for some of the {n_windows} profiling windows")
     windows = [{r: fs[w] for r, fs in sorted(by_rank.items()) if w < len(fs)} for w in range(n_windows)]
-    if worlds:
+    lone = described[0] if len(described) == 1 and not described[0].rank_known else None
+    if lone is not None:
+        of = f" of a world of {lone.world_size}" if lone.world_size else ""
+        warnings.append(f"{lone.path.name}: the trace records no rank (no distributedInfo.rank, no rank<N> in its "
+                        f"name): analysed as the one trace{of}")
+    elif worlds:
         world = worlds.pop()
         missing = sorted(set(range(world)) - set(by_rank))
         if missing:

@@ -183,7 +183,42 @@ def _stream_value(s: Any) -> int:
     return int(v) if v == v and abs(v) != float("inf") else -1
 
 
+def _gzip_fault(path: Path) -> str | None:
+    """Why a gzip file's stream is bad (CRC, bad deflate data, truncation), None if it is sound or not gzip.
+
+    Deflate has no checksum per block: a flipped byte decodes to wrong text that the JSON parser
+    trips over long before the CRC at the end is checked, so a JSON error in a gzip file is checked here.
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) != _GZIP_MAGIC:
+                return None
+        with gzip.open(path, "rb") as gz:
+            while gz.read(1 << 24):
+                pass
+    except EOFError:
+        return "truncated gzip stream"
+    except (gzip.BadGzipFile, zlib.error) as e:
+        return f"corrupt gzip data ({e})"
+    except OSError:
+        return None
+    return None
+
+
 def _walk(path: Path, cols: _Columns | None) -> dict[str, Any]:
+    """:func:`_walk_doc`, with a gzip stream's own fault named rather than the bad JSON it decoded to."""
+    try:
+        return _walk_doc(path, cols)
+    except TraceError as e:
+        if "gzip" in str(e):
+            raise
+        fault = _gzip_fault(path)
+        if fault is None:
+            raise
+        raise TraceError(f"{path}: {fault}, not a readable trace") from None
+
+
+def _walk_doc(path: Path, cols: _Columns | None) -> dict[str, Any]:
     """Parse the top-level document; events go into ``cols``, or the walk stops at them if None."""
     meta: dict[str, Any] = {}
     with _open_text(path) as fh:

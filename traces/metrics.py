@@ -34,6 +34,7 @@ HTA_NOT_COMPUTE = re.compile(
     r"|(^collective_subgraph_execution)"
 )
 COMM, MEMORY, COMPUTE, OTHER = 0, 1, 2, 3
+GPU_CATS = ("kernel", "gpu_memcpy", "gpu_memset", "cuda_sync", "gpu_user_annotation")  # rows the GPU itself ran
 _HTA_SYNC_NAMES = ("Event Sync", "Context Sync")
 
 
@@ -141,6 +142,16 @@ def hta_step_names(events: pd.DataFrame) -> set[str]:
     """ProfilerStep#N names present; HTA filters steps only when all ranks together hold two or more."""
     used = events["name"].cat.remove_unused_categories().cat.categories
     return {n for n in used if STEP_RE.match(n)}
+
+
+def hta_cpu_compute(events: pd.DataFrame) -> tuple[int, float]:
+    """CPU-side rows HTA counts as GPU compute kernels (count, total µs): CPU ops carrying a numeric
+    ``args.stream``, as Triton's ``cpu_op`` launch rows do. golfprof's own figures count GPU work only,
+    so these explain a gap between the two overlaps."""
+    stream = events["stream"].to_numpy()
+    cpu = ~events["cat"].isin(GPU_CATS).to_numpy()
+    m = cpu & (stream >= 0) & (kernel_class(events["name"]) == COMPUTE)
+    return int(m.sum()), float(events["dur"].to_numpy()[m].sum())
 
 
 def hta_figures(events: pd.DataFrame, ts_is_float: bool, drop_last_step: bool) -> HtaFigures | None:

@@ -1,8 +1,9 @@
 """Per-phase CPU and GPU time, per profiled step.
 
 Inclusive figures: a kernel counts in its innermost phase and in every enclosing one
-(``gpu_self_ms`` is the innermost-only part). ``gpu_kernel_ms`` sums kernel, memcpy and memset
-durations, ``gpu_busy_ms`` is their union (streams overlap), ``comm_ms`` the union of the
+(``gpu_self_ms`` is the innermost-only part, kernels and copies). ``gpu_kernel_ms`` sums kernel
+durations (``kernels`` counts them), ``gpu_copy_ms`` memcpy and memset durations (``copies`` counts
+them), ``gpu_busy_ms`` is the union of both (streams overlap), ``comm_ms`` the union of the
 communication kernels and ``exposed_comm_ms`` the part of it with no compute kernel running on the
 rank. ``cpu_ms`` is the wall time of the phase's ranges (their union, so a phase nested in itself
 is not counted twice); ``sync_ms`` the part spent blocked in synchronising runtime calls, which is
@@ -24,10 +25,10 @@ from .comm import exposed_length
 SYNC_RE = re.compile(
     r"Synchronize|^(cuda|hip)Memcpy(2D)?$|^cu(Memcpy|MemcpyDtoH|MemcpyHtoD)(_v2)?$"
 )
-COLUMNS = ["parent", "depth", "calls", "cpu_ms", "sync_ms", "kernels", "gpu_kernel_ms", "gpu_self_ms",
-           "gpu_busy_ms", "gpu_idle_ms", "comm_ms", "exposed_comm_ms"]
-_GPU_COLUMNS = ["kernels", "gpu_kernel_ms", "gpu_self_ms", "gpu_busy_ms", "gpu_idle_ms", "comm_ms",
-                "exposed_comm_ms"]
+COLUMNS = ["parent", "depth", "calls", "cpu_ms", "sync_ms", "kernels", "copies", "gpu_kernel_ms", "gpu_copy_ms",
+           "gpu_self_ms", "gpu_busy_ms", "gpu_idle_ms", "comm_ms", "exposed_comm_ms"]
+_GPU_COLUMNS = COLUMNS[5:]
+COPY_CATS = ("gpu_memcpy", "gpu_memset")
 
 
 def phase_table(
@@ -56,6 +57,7 @@ def phase_table(
     order = np.argsort(ranges["ts"].to_numpy()[first.to_numpy()], kind="stable")
     g_ts, g_end, g_dur = gpu["ts"].to_numpy(), gpu["end"].to_numpy(), gpu["dur"].to_numpy()
     is_comm = gpu_class == metrics.COMM
+    is_copy = gpu["cat"].isin(COPY_CATS).to_numpy()
     s_dur = sync["dur"].to_numpy()
     r_ts, r_end = ranges["ts"].to_numpy(), ranges["end"].to_numpy()
     rows = {}
@@ -75,8 +77,10 @@ def phase_table(
             k = np.isin(gpu_range, inside)
             kc = k & is_comm
             row |= {
-                "kernels": k.sum() / n_steps,
-                "gpu_kernel_ms": g_dur[k].sum() / per,
+                "kernels": (k & ~is_copy).sum() / n_steps,
+                "copies": (k & is_copy).sum() / n_steps,
+                "gpu_kernel_ms": g_dur[k & ~is_copy].sum() / per,
+                "gpu_copy_ms": g_dur[k & is_copy].sum() / per,
                 "gpu_self_ms": g_dur[k & (names[np.clip(gpu_range, 0, None)] == nm) & (gpu_range >= 0)].sum() / per,
                 "gpu_busy_ms": metrics.length(metrics.merge(g_ts[k], g_end[k])) / per,
                 "gpu_idle_ms": gpu_gap[k].sum() / per,

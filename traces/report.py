@@ -7,16 +7,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from . import metrics
 from .diagnose import Diagnosis
+from .display import fmt_bytes, fmt_ms, short_names, shown_ranks
 from .summary import RankSummary, RunSummary
 
-_PHASE_NUMBERS = ["cpu_ms", "gpu_kernel_ms", "gpu_busy_ms", "comm_ms", "exposed_comm_ms", "gpu_self_ms",
-                  "gpu_idle_ms", "sync_ms", "kernels", "calls"]
+_PHASE_NUMBERS = ["cpu_ms", "gpu_kernel_ms", "gpu_copy_ms", "gpu_busy_ms", "comm_ms", "exposed_comm_ms", "gpu_self_ms",
+                  "gpu_idle_ms", "sync_ms", "kernels", "copies", "calls"]
 
 
 def _num(v: Any, digits: int = 3) -> Any:
@@ -50,6 +52,7 @@ def _rank_json(r: RankSummary) -> dict[str, Any]:
     hta = r.hta
     return {
         "rank": r.rank,
+        "rank_known": r.rank_known,
         "window": r.window,
         "file": str(r.path),
         "steps": r.steps,
@@ -59,7 +62,8 @@ def _rank_json(r: RankSummary) -> dict[str, Any]:
         "gpu_busy_pct": _num(r.gpu_busy_pct, 2),
         "idle_pct": _num(hta.idle_pct if hta else None, 2),
         "compute_pct": _num(hta.compute_pct if hta else None, 2),
-        "comm_comp_overlap_pct": _num(hta.overlap_pct if hta else None, 2),
+        "comm_comp_overlap_pct": _num(r.overlap_pct, 2),
+        "hta_overlap_pct": _num(hta.overlap_pct if hta else None, 2),
         "comm_ms": _num(r.comm_ms),
         "exposed_comm_ms": _num(r.exposed_comm_ms),
         "unattributed_gpu_ms": _num(r.unattributed_gpu_ms),
@@ -85,6 +89,8 @@ def to_json(path: str, runs: list[RunSummary], diagnoses: list[Diagnosis], warni
         "phase_regex": runs[0].phase_regex if runs else None,
         "ranks": [_rank_json(r) for run in runs for r in run.ranks],
         "skew": [_skew_json(row) for row in skew.to_dict("records")],
+        "clocks": [{k: _num(v) for k, v in row.items()} | {"window": i}
+                   for i, run in enumerate(runs) for row in run.clocks.to_dict("records")],
         "diagnoses": [
             {"kind": d.kind, "message": d.message, "ranks": d.ranks, "cost_ms": _num(d.cost_ms),
              "numbers": {k: _num(v) for k, v in d.numbers.items()}}
@@ -101,72 +107,108 @@ def _f(v: Any, fmt: str = ".2f") -> str:
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], left: int = 0) -> Table:
-    """Names from traces may hold '[...]', which rich would read as markup: escape every cell."""
-    t = Table(title=escape(title))
+    """Names from traces may hold '[...]', which rich would read as markup: escape every cell.
+
+    No vertical rules and one space between columns, so that the tables fit 80 columns.
+    """
+    t = Table(title=escape(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+              collapse_padding=True, title_justify="left")
     for i, c in enumerate(columns):
-        t.add_column(c, justify="left" if i < left else "right")
+        if i < left:  # names: one line each (phase names come cut to fit, see display.short_names)
+            t.add_column(c, justify="left", no_wrap=True, overflow="ellipsis")
+        else:  # numbers: a short header on one line, a longer one never narrower than its longest word
+            t.add_column(c, justify="right", min_width=len(c) if len(c) <= 10 else max(len(w) for w in c.split()))
     for row in rows:
         t.add_row(*(escape(c) for c in row))
     return t
 
 
+def rank_label(r: RankSummary) -> str:
+    return str(r.rank) if r.rank_known else "?"
+
+
 def _rank_table(runs: list[RunSummary], windows: bool) -> Table:
-    cols = ["rank", "steps", "step ms", "GPU busy %", "idle % (HTA)", "overlap % (HTA)", "comm ms", "exposed ms"]
+    cols = ["rank", "steps", "step ms", "busy %", "ovl %", "HTA ovl %", "HTA idle %", "comm", "exposed", "before"]
     rows = []
     for run in runs:
         for r in run.ranks:
             h = r.hta
-            row = [str(r.rank), str(r.steps), _f(r.step_ms, ".1f"), _f(r.gpu_busy_pct, ".1f"),
-                   _f(h.idle_pct if h else None), _f(h.overlap_pct if h else None), _f(r.comm_ms),
-                   _f(r.exposed_comm_ms)]
+            before = r.before["ms"].sum() if not r.before.empty else None
+            row = [rank_label(r), str(r.steps), fmt_ms(r.step_ms), _f(r.gpu_busy_pct, ".1f"), _f(r.overlap_pct, ".1f"),
+                   _f(h.overlap_pct if h else None, ".1f"), _f(h.idle_pct if h else None, ".1f"), fmt_ms(r.comm_ms),
+                   fmt_ms(r.exposed_comm_ms), fmt_ms(before)]
             rows.append([str(r.window), *row] if windows else row)
-    return _table("ranks (times per profiled step)", ["window", *cols] if windows else cols, rows)
+    return _table("ranks: ms per profiled step; ovl % is golfprof's overlap (GPU kernels, every step), HTA's "
+                  "beside it; before: ms of GPU work launched before the window", ["window", *cols] if windows else cols,
+                  rows)
 
 
-def _phase_table(r: RankSummary, title: str) -> Table:
+_PHASE_NUMBERS_WIDTH = 53  # the phase table's seven number columns and their gaps
+
+
+def _phase_table(r: RankSummary, title: str, width: int) -> Table:
+    """Full phase names when they fit ``width`` (piped output is 200 wide), else short ones (display.short_names)."""
+    p = r.phases
+    names = [str(n) for n in p.index]
+    room = width - _PHASE_NUMBERS_WIDTH - int(p["depth"].max())
+    short = {n: n for n in names} if max(map(len, names)) <= room else short_names(names, list(p["parent"]),
+                                                                                    max(12, room))
     rows = [
-        ["  " * int(p["depth"]) + str(name), _f(p["cpu_ms"]), _f(p["sync_ms"]), _f(p["gpu_kernel_ms"]),
-         _f(p["gpu_busy_ms"]), _f(p["gpu_idle_ms"]), _f(p["comm_ms"]), _f(p["exposed_comm_ms"]),
-         _f(p["kernels"], ".0f")]
-        for name, p in r.phases.iterrows()
+        [" " * int(row["depth"]) + short[str(name)], fmt_ms(row["cpu_ms"]), fmt_ms(row["sync_ms"]),
+         fmt_ms(row["gpu_busy_ms"]), fmt_ms(row["gpu_idle_ms"]), fmt_ms(row["comm_ms"]), fmt_ms(row["exposed_comm_ms"]),
+         _f(row["kernels"], ".0f")]
+        for name, row in p.iterrows()
     ]
-    cols = ["phase", "CPU", "sync", "GPU kernels", "GPU busy", "GPU idle", "comm", "exposed comm", "kernels"]
+    cols = ["phase", "CPU", "sync", "busy", "idle", "comm", "exposed", "kernels"]
     return _table(title, cols, rows, left=1)
 
 
 def _collective_table(r: RankSummary, title: str) -> Table:
     rows = []
     for _, c in r.collectives.iterrows():
-        size = c["median_bytes"]
-        rows.append([c["op"], c["dtype"] or "", c["algo"] or "", c["proto"] or "", _f(c["count_per_step"], ".1f"),
-                     _f(c["ms_per_step"]), _f(c["median_us"], ".1f"),
-                     "–" if size is None or size != size else f"{size / 1024:.0f} KiB", _f(c["exposed_ms_per_step"])])
-    cols = ["op", "dtype", "algo", "proto", "per step", "ms/step", "median µs", "median size", "exposed ms/step"]
-    return _table(title, cols, rows, left=4)
+        how = "/".join(x for x in (c["algo"], c["proto"]) if x) or "–"
+        rows.append([c["op"], c["dtype"] or "–", how, _f(c["count_per_step"], ".1f"), fmt_ms(c["ms_per_step"]),
+                     _f(c["median_us"], ".0f"), fmt_bytes(c["median_bytes"]), fmt_ms(c["exposed_ms_per_step"])])
+    cols = ["op", "dtype", "algo", "/step", "ms/step", "med µs", "med size", "exposed"]
+    return _table(title, cols, rows, left=3)
 
 
 def _skew_table(waits: pd.DataFrame) -> Table:
     rows = [[str(s["rank"]), s["op"], "–" if s["waits_for"] is None or s["waits_for"] != s["waits_for"]
-             else str(int(s["waits_for"])), _f(s["wait_ms_per_step"]), _f(s["comm_ms_per_step"])]
+             else str(int(s["waits_for"])), fmt_ms(s["wait_ms_per_step"]), fmt_ms(s["comm_ms_per_step"])]
             for _, s in waits.iterrows()]
-    return _table("rank skew: time waiting for the slowest peer in matched collectives",
-                  ["rank", "op", "waits for", "wait ms/step", "of comm ms/step"], rows)
+    return _table("rank skew: ms per step waiting for the slowest peer in matched collectives",
+                  ["rank", "op", "waits for", "wait", "of comm"], rows, left=2)
+
+
+def _notes(run: RunSummary, windows: bool) -> list[str]:
+    """Each rank's notes, one line per distinct note with the ranks that have it."""
+    by_note: dict[str, list[str]] = {}
+    for r in run.ranks:
+        for n in r.notes:
+            by_note.setdefault(n, []).append(rank_label(r))
+    where = f", window {run.ranks[0].window}" if windows and run.ranks else ""
+    return [f"rank{'s' if len(rs) > 1 else ''} {', '.join(rs)}{where}: {n}" for n, rs in by_note.items()]
 
 
 def render(console: Console, runs: list[RunSummary], diagnoses: list[Diagnosis]) -> None:
-    """Rank overview, the phase and collective tables of the lowest rank, skew, findings."""
+    """Rank overview, notes, the phase and collective tables of every rank (of the late and earliest
+    rank when there are more than two), skew, findings."""
     windows = len(runs) > 1
     console.print(_rank_table(runs, windows))
     for run in runs:
-        r = run.ranks[0]
-        where = f"rank {r.rank}" + (f", window {r.window}" if windows else "")
-        for note in r.notes:
-            console.print(f"[yellow]{escape(f'{where}: {note}')}[/yellow]")
-        if not r.phases.empty:
-            many = " (--json has every rank)" if len(run.ranks) > 1 else ""
-            console.print(_phase_table(r, f"phases, {where}: ms per step{many}"))
-        if not r.collectives.empty:
-            console.print(_collective_table(r, f"collectives, {where}"))
+        for note in _notes(run, windows):
+            console.print(f"[yellow]{escape(note)}[/yellow]")
+        shown = shown_ranks([r.rank for r in run.ranks], run.skew, {r.rank: r.step_ms for r in run.ranks})
+        many = ""
+        if len(shown) < len(run.ranks):
+            many = f" ({'the late and the earliest' if len(shown) > 1 else 'one'} of {len(run.ranks)}; --json has all)"
+        for r in (r for r in run.ranks if r.rank in shown):
+            where = f"rank {rank_label(r)}" + (f", window {r.window}" if windows else "")
+            if not r.phases.empty:
+                console.print(_phase_table(r, f"phases, {where}: ms per step{many}", console.width))
+            if not r.collectives.empty:
+                console.print(_collective_table(r, f"collectives, {where}: per step{many}"))
         if not run.skew.empty and (run.skew["wait_ms_per_step"] > 0).any():
             console.print(_skew_table(run.skew[run.skew["wait_ms_per_step"] > 0]))
     if diagnoses:

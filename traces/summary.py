@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import attribute, comm, derived, events, metrics
+from . import attribute, clocks, comm, derived, events, metrics
 from .load import Trace
 from .phase_table import SYNC_RE, phase_table
 
@@ -27,6 +27,7 @@ class RankSummary:
     gpu_busy_pct: float | None
     hta_step_names: frozenset[str]
     hta_variants: dict[bool, metrics.HtaFigures | None]  # keyed by "drop the last step"
+    hta_cpu_compute: tuple[int, float]  # CPU rows HTA counts as GPU compute: count, µs (metrics.hta_cpu_compute)
     comm_ms: float | None  # per step, union of communication kernels
     exposed_comm_ms: float | None
     unattributed_gpu_ms: float | None  # GPU work of the steps launched outside every phase
@@ -36,6 +37,15 @@ class RankSummary:
     before: pd.DataFrame  # before_window: GPU work queued before the profiled window, per kernel
     notes: list[str] = field(default_factory=list)
     hta: metrics.HtaFigures | None = None  # the variant HTA picks, set by combine()
+    rank_known: bool = True  # False: a lone trace that records no rank (``rank`` is 0 for want of one)
+
+    @property
+    def overlap_pct(self) -> float | None:
+        """golfprof's compute/communication overlap: share of the steps' communication time (union of
+        their NCCL kernels) during which a compute kernel runs; GPU kernels only, every profiled step."""
+        if not self.comm_ms or self.exposed_comm_ms is None:
+            return None
+        return 100.0 * (self.comm_ms - self.exposed_comm_ms) / self.comm_ms
 
 
 @dataclass
@@ -43,6 +53,7 @@ class RunSummary:
     phase_regex: str
     ranks: list[RankSummary]
     skew: pd.DataFrame
+    clocks: pd.DataFrame = field(default_factory=pd.DataFrame)  # clocks.offsets: each rank's clock vs the lowest
 
 
 def before_window(w: derived.Work) -> pd.DataFrame:
@@ -76,7 +87,8 @@ def _before_note(before: pd.DataFrame) -> str | None:
             f"({top['ms']:.2f} ms)")
 
 
-def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: int = 0) -> RankSummary:
+def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: int = 0,
+                   rank_known: bool = True) -> RankSummary:
     """Everything golfprof reports about one rank's trace; small, so the trace can be dropped after.
 
     Steps, launches, kernel classes and phases come from ``derived`` (cached on the trace), so the
@@ -137,15 +149,38 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
         gpu_busy_pct=metrics.gpu_busy_pct(g, lo, hi) if has_gpu else None,
         hta_step_names=frozenset(metrics.hta_step_names(ev)),
         hta_variants={d: metrics.hta_figures(ev, trace.ts_is_float, d) if has_gpu else None for d in (False, True)},
+        hta_cpu_compute=metrics.hta_cpu_compute(ev),
         comm_ms=comm_ms,
         exposed_comm_ms=exposed,
         unattributed_gpu_ms=unattributed,
         phases=phases,
         collectives=comm.collectives(ck, compute, n_steps),
-        comm_seq=comm.sequence(ck, ck["step"].to_numpy()),
+        comm_seq=comm.sequence(ck, ck["step"].to_numpy(), clocks.base_us(trace.meta)),
         before=before,
         notes=notes,
+        rank_known=rank_known,
     )
+
+
+OVERLAP_NOTE_PP = 1.0  # golfprof's and HTA's overlap differ by more than this: say why
+
+
+def overlap_note(r: RankSummary, drop_last: bool) -> str | None:
+    """Why HTA's overlap (the compatibility column) differs from golfprof's, when it does by over a point."""
+    ours, theirs = r.overlap_pct, r.hta.overlap_pct if r.hta else None
+    if ours is None or theirs is None or abs(ours - theirs) <= OVERLAP_NOTE_PP:
+        return None
+    why = []
+    n, us = r.hta_cpu_compute
+    if n:
+        why.append(f"counts CPU-side rows with a stream as GPU compute ({n} in the trace, Triton cpu_op launches, "
+                   f"{us / 1e3:.1f} ms)")
+    if drop_last and r.steps >= 2:
+        why.append("leaves out the last profiled step")
+    if not r.before.empty:
+        why.append(f"counts the {r.before['ms'].sum():.1f} ms of work launched before the window")
+    cause = ", ".join(why) if why else "differs for a cause golfprof does not identify"
+    return f"overlap {ours:.1f}% (GPU kernels, every profiled step) vs HTA's {theirs:.1f}% (hta_overlap_pct): HTA {cause}"
 
 
 def combine(ranks: list[RankSummary], pattern: re.Pattern[str]) -> RunSummary:
@@ -155,5 +190,13 @@ def combine(ranks: list[RankSummary], pattern: re.Pattern[str]) -> RunSummary:
         step_names |= r.hta_step_names
     drop_last = len(step_names) >= 2
     ranks = sorted((dataclasses.replace(r, hta=r.hta_variants[drop_last]) for r in ranks), key=lambda r: r.rank)
-    skew = comm.rank_skew({r.rank: r.comm_seq for r in ranks})
-    return RunSummary(phase_regex=pattern.pattern, ranks=ranks, skew=skew)
+    for r in ranks:
+        note = overlap_note(r, drop_last)
+        if note:
+            r.notes = [*r.notes, note]
+    seqs = {r.rank: r.comm_seq for r in ranks}
+    offsets = clocks.offsets(seqs)
+    for rank, note in clocks.offset_notes(offsets).items():
+        r = next(r for r in ranks if r.rank == rank)
+        r.notes = [*r.notes, note]
+    return RunSummary(phase_regex=pattern.pattern, ranks=ranks, skew=comm.rank_skew(seqs), clocks=offsets)

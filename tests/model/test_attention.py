@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -257,12 +259,12 @@ def test_cuda_backend_matches_math_within_bf16_tolerance(backend):
         assert _rel(got, want) < BF16_GRAD_TOL, (name, _rel(got, want))
 
 
-SMALL = replace(FULL_MODEL, num_layers=3, ve_layers=(2,), xsa_last_n=1)  # the records' heads, 3 layers
+SMALL = replace(FULL_MODEL, num_layers=2, ve_layers=(1,), xsa_last_n=1)  # the records' heads, 2 layers
 
 
 def profiled_kernels(backend: str, T: int = 1024, B: int = 4) -> list[str]:
     """Kernel names of one profiled forward+backward of a compiled (fullgraph) small GPT under bf16 autocast."""
-    from torch.profiler import ProfilerActivity, profile
+    from golfprof.bench.attention import kernel_names
 
     torch._dynamo.reset()
     A.prepare(backend, T, torch.device("cuda"))
@@ -278,18 +280,19 @@ def profiled_kernels(backend: str, T: int = 1024, B: int = 4) -> list[str]:
     for _ in range(2):
         step()
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        step()
-        torch.cuda.synchronize()
-    return sorted({e.name for e in prof.events() if e.device_type.name == "CUDA"})
+    return kernel_names(step)
 
 
 @CUDA
-@pytest.mark.parametrize("backend", [b for b in GPU_BACKENDS if b != "sdpa"])
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_cuda_compiled_step_runs_the_chosen_kernels(backend, tmp_path):
     names = profiled_kernels(backend)
     found = {b: sorted(n for n in names if attention_backend(n) == b) for b in ATTENTION_KERNELS}
-    (tmp_path / f"kernels_{backend}.json").write_text(json.dumps({"all": names, "attention": found}, indent=1))
+    out = Path(os.environ.get("GOLFPROF_TEST_OUT") or tmp_path)  # the device script keeps these
+    (out / f"kernels_{backend}.json").write_text(json.dumps({"all": names, "attention": found}, indent=1))
+    if backend == "sdpa":  # PyTorch's pick: whichever it is, one backend's kernels, forward and backward
+        assert sum(bool(ns) for ns in found.values()) == 1, found
+        backend = next(b for b, ns in found.items() if ns)
     assert found[backend], f"no {backend} kernel ran under compile; attention kernels: {found}; all: {names}"
     others = {b: ns for b, ns in found.items() if b != backend and ns}
     assert not others, f"{backend} was chosen but these ran: {others}"

@@ -29,6 +29,7 @@ class TraceBuilder:
         ]
         self._corr = 1000
         self._ext = 1
+        self.base_ns = 1_700_000_000_000_000_000  # baseTimeNanoseconds: change it to put this rank on another clock
 
     def _next(self) -> int:
         self._corr += 1
@@ -87,13 +88,16 @@ class TraceBuilder:
             self.gpu(name, c, start, dur, stream, args={"graph id": 1})
 
     def nccl(self, op: str, launch_ts: float, start: float, dur: float, dtype: str = "bf16", stream: int = 20,
-             nelems: int | None = None, tid: int = MAIN_TID) -> None:
+             nelems: int | None = None, tid: int = MAIN_TID, seq: int | None = None, pg: str = "0") -> None:
+        """An NCCL kernel; ``nelems`` adds the collective's args, ``seq`` its sequence number in group ``pg``."""
         kernel_op = {"all_reduce": "AllReduce", "reduce_scatter": "ReduceScatter", "all_gather": "AllGather"}[op]
         name = f"ncclDevKernel_{kernel_op}_Sum_{dtype}_RING_LL(ncclDevComm*, unsigned long, ncclWork*)"
         args = None
-        if nelems is not None:
-            args = {"Collective name": op.replace("_", ""), "In msg nelems": nelems, "Out msg nelems": nelems,
+        if nelems is not None or seq is not None:
+            args = {"Collective name": op.replace("_", ""), "In msg nelems": nelems or 1, "Out msg nelems": nelems or 1,
                     "Group size": self.world_size, "dtype": {"bf16": "BFloat16", "f32": "Float"}[dtype]}
+        if seq is not None:
+            args |= {"Seq": seq, "Process Group Name": pg}
         self.kernel(name, launch_ts, start, dur, tid=tid, stream=stream, api="cudaLaunchKernelExC", args=args)
 
     def document(self) -> dict[str, Any]:
@@ -110,7 +114,7 @@ class TraceBuilder:
         ]
         doc["traceEvents"] = events
         doc["traceName"] = "synthetic"
-        doc["baseTimeNanoseconds"] = 1_700_000_000_000_000_000
+        doc["baseTimeNanoseconds"] = self.base_ns
         return doc
 
     def write(self, path: Path, compact: bool = False) -> Path:

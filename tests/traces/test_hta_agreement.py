@@ -1,4 +1,4 @@
-"""idle_pct and comm_comp_overlap_pct agree with HolisticTraceAnalysis on the same files (±0.5 pp).
+"""idle_pct and hta_overlap_pct (the compatibility columns) agree with HolisticTraceAnalysis on the same files (±0.5 pp).
 
 Runs over every folder in tests/data/gpu_traces/ (real GPU recordings), every public trace HTA
 itself can analyse, and a synthetic two-rank trace carrying HTA's quirks (ns timestamps it rounds,
@@ -90,5 +90,5 @@ def test_idle_and_overlap_match_hta(folder: Path | None, tmp_path: Path, analyze
         assert set(ours) == set(hta)
         for rank, (idle, overlap) in hta.items():
             assert _close(ours[rank]["idle_pct"], idle, tolerance), (rank, ours[rank]["idle_pct"], idle)
-            assert _close(ours[rank]["comm_comp_overlap_pct"], overlap, tolerance), (
-                rank, ours[rank]["comm_comp_overlap_pct"], overlap)
+            assert _close(ours[rank]["hta_overlap_pct"], overlap, tolerance), (
+                rank, ours[rank]["hta_overlap_pct"], overlap)
