@@ -20,7 +20,7 @@ from golfprof.model.config import ConfigError
 from golfprof.model.train import DistInfo
 from golfprof.profiler.rundir import RunDir
 
-from .ownership import LAUNCHER_PID, die_with_parent, launch_folder, owned
+from .ownership import LAUNCHER_PID, die_with_parent, kill_tree, launch_folder, owned
 from .run import RunSpec, execute
 
 SLURM_TO_TORCH = {"SLURM_PROCID": "RANK", "SLURM_NTASKS": "WORLD_SIZE", "SLURM_LOCALID": "LOCAL_RANK"}
@@ -143,9 +143,12 @@ def _run_child(cmd: list[str], env: dict[str, str], keep: tuple[int, ...] = (),
     try:
         _, err = proc.communicate()
     except BaseException as e:
-        proc.terminate()
+        if isinstance(e, KeyboardInterrupt):  # answer at once: torchrun and its ranks, nothing to save
+            kill_tree(proc.pid)
+        else:
+            proc.terminate()
         try:
-            proc.wait(timeout=1 if isinstance(e, KeyboardInterrupt) else 30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

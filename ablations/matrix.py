@@ -14,10 +14,14 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from golfprof.errors import Interrupted
 from golfprof.profiler.rundir import MatrixDir
 
 from .launch import spawn
+from .ownership import claim
 from .run import RunSpec
+
+PREVIOUS_RUN_WAIT_S = 30.0  # how long a re-run waits for a killed run's processes to release its folder
 
 
 def matrix_key(specs: dict[str, RunSpec], nproc: int) -> str:
@@ -45,6 +49,7 @@ def run_matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: 
                launcher: Callable[[RunSpec, int], tuple[int, str | None]] = spawn) -> dict[str, Any]:
     matrix_dir.mkdir(parents=True, exist_ok=True)
     mdir = MatrixDir(matrix_dir)
+    writer = claim(mdir.lock)  # one live golfprof per matrix: a second one is refused, a dead one's lock is free
     state = mdir.read_state()
     state.update(variants=list(specs), repeats=max(repeats, state.get("repeats", 0)), nproc=nproc,
                  baseline=baseline)
@@ -52,18 +57,30 @@ def run_matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: 
     for variant, k in interleaved(list(specs), repeats):
         name = run_name(variant, k)
         run_dir = mdir.run(variant, k)
+        # A killed matrix's ranks die with it, within moments: wait for them, never touch a folder they hold.
+        previous = claim(run_dir.lock, wait_s=PREVIOUS_RUN_WAIT_S) if run_dir.path.exists() else None
         if run_dir.is_complete():
+            if previous is not None:
+                previous.close()
             state["runs"][name] = {"variant": variant, "repeat": k, "status": "ok"}
             on_event(name, "skipped (complete)", None)
             continue
         if run_dir.path.exists():
             run_dir.set_aside()
+        if previous is not None:
+            previous.close()
         spec = dataclasses.replace(specs[variant], run_dir=str(run_dir.path), quiet=True,
                                    extra={**specs[variant].extra, "matrix": matrix_dir.name, "repeat": k})
-        code, error = launcher(spec, nproc)
+        try:
+            code, error = launcher(spec, nproc)
+        except Interrupted as e:
+            done = sum(1 for r in state["runs"].values() if r["status"] == "ok")
+            raise Interrupted(f"{e}; matrix {matrix_dir}: re-run the same command to resume "
+                              f"({done} complete run(s) are kept, this one starts again)") from None
         ok = code == 0 and run_dir.is_complete()
         state["runs"][name] = {"variant": variant, "repeat": k, "status": "ok" if ok else "failed",
                                **({} if ok else {"error": error or f"exit code {code}", "returncode": code})}
         mdir.write_state(state)
         on_event(name, "ok" if ok else "failed", None if ok else state["runs"][name]["error"])
+    writer.close()
     return state

@@ -119,15 +119,51 @@ def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> Non
 
 def guard_rank() -> None:
     """At a spawned rank's start: die with its parent (torchrun, or golfprof for a lone worker), and exit now
-    when the golfprof that launched the job (``LAUNCHER_PID``) is already gone."""
+    when that parent or the golfprof that launched the job (``LAUNCHER_PID``) is already gone (it died while
+    this rank's Python was starting, before the parent-death signal was armed)."""
     die_with_parent(signal.SIGKILL)
     launcher = os.environ.get(LAUNCHER_PID, "")
-    if launcher.isdigit():
+    if not launcher.isdigit():
+        return  # launched by the user's own torchrun or srun: theirs to manage
+    parent = os.getppid()
+    if parent != int(launcher) and "torch.distributed.run" not in _cmdline(parent):
+        os.kill(os.getpid(), signal.SIGKILL)  # re-parented: torchrun is gone
+    try:
+        os.kill(int(launcher), 0)
+    except ProcessLookupError:
+        os.kill(os.getpid(), signal.SIGKILL)
+    except PermissionError:
+        pass
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendants(pid: int) -> list[int]:
+    """pid's children, their children, ... (Linux /proc; empty elsewhere), read before killing pid."""
+    found, todo = [], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                kids = [int(c) for c in task.read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL pid and everything under it: Ctrl-C answers at once, and no rank is left to a torchrun that
+    was killed before the rank armed its parent-death signal."""
+    for p in [pid, *descendants(pid)]:
         try:
-            os.kill(int(launcher), 0)
-        except ProcessLookupError:
-            os.kill(os.getpid(), signal.SIGKILL)
-        except PermissionError:
+            os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
             pass
 
 

@@ -6,11 +6,13 @@ table, step metrics and trace. The summary is written last, so its presence mean
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import resource
 import statistics
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from golfprof import faults
+from golfprof.errors import Interrupted
 from golfprof.model.config import ConfigError, RunConfig
 from golfprof.model.flops import flops_per_token, ortho_flops_per_rank
 from golfprof.model.data import DistributedLoader, build_byte_luts, load_validation, target_byte_count
@@ -33,6 +36,7 @@ from golfprof.profiler.window import Window, timed_steps
 from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
 from golfprof.profiler.rundir import RunDir, environment
 
+from .ownership import hold_shared
 from .spec import RunSpec
 
 MAX_SYNTHETIC_TOKENS = 32 * 2**20
@@ -108,6 +112,16 @@ def shared_run_dir(spec: RunSpec, run: RunConfig, info: DistInfo) -> Path:
     return path
 
 
+def run_identity(env: dict[str, Any]) -> dict[str, str]:
+    """One id for all ranks of this run (rank 0's, broadcast) and the run's recorded start (env.json's): what
+    tells two runs of one configuration apart when their traces end up in one folder. A collective: every
+    rank calls it."""
+    ident = [{"run_id": uuid.uuid4().hex, "run_started": env["started"]}]
+    if dist.is_initialized():
+        dist.broadcast_object_list(ident, src=0)
+    return ident[0]
+
+
 def enable_tf32() -> None:
     """The records train with TF32 on: fp32 matmuls (those outside autocast, all of `no_bf16_casts`'s)
     then use tensor cores instead of the far slower IEEE fp32 path."""
@@ -146,10 +160,15 @@ def rank_summary(steps: pd.DataFrame, phase_rows: pd.DataFrame, timed: set[int])
 
 
 class Progress:
-    """A rich progress bar with live ms/step and loss on rank 0; nothing elsewhere or when quiet."""
+    """A rich progress bar with live ms/step and loss on rank 0; nothing elsewhere or when quiet.
+
+    ms/step is the running median of the steps so far: the last step's time swings with every neighbour's
+    burst on a loaded machine (5456 ms against a median of 188), and the median is what the summary reports.
+    """
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.bar = None
+        self.times: list[float] = []  # kept sorted, for the running median
         if enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
@@ -158,9 +177,14 @@ class Progress:
             self.task = self.bar.add_task("train", total=total, info="")
             self.bar.start()
 
+    def label(self, loss: float, ms: float) -> str:
+        """Record one step; the bar's text: the loss and the median ms/step so far."""
+        bisect.insort(self.times, ms)
+        return f"loss {loss:.4f}  {statistics.median(self.times):.1f} ms/step (median)"
+
     def update(self, step: int, loss: float, ms: float) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, completed=step + 1, info=f"loss {loss:.4f}  {ms:.1f} ms/step")
+            self.bar.update(self.task, completed=step + 1, info=self.label(loss, ms))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -196,7 +220,9 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     steps = run.train.steps
     warmup, window = warmup_and_window(spec, run, device)
     run_dir = shared_run_dir(spec, run, info)
+    spec.run_dir = str(run_dir)  # recorded in config.json, and named by an interrupted caller
     rd = RunDir(run_dir)
+    held = hold_shared(rd.lock)  # this rank's share of "a live run owns this folder"; released on return or exit
     env = environment(info.world_size, info.backend)
     if info.rank == 0:
         rd.write_config(run.to_dict(), launch=dataclasses.asdict(spec), warmup_steps=warmup,
@@ -214,7 +240,7 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     prof = None
     if window is not None:
         meta = {"variant": run.variant, "rank": info.rank, "world_size": info.world_size,
-                "config": run.to_dict(), "window": dataclasses.asdict(window)}
+                "config": run.to_dict(), "window": dataclasses.asdict(window), **run_identity(env)}
         prof = make_profiler(window, run_dir, info.rank, meta, cuda=device.type == "cuda",
                              shapes=spec.record_shapes, stacks=spec.with_stack, memory=spec.profile_memory)
         prof.start()
@@ -250,6 +276,9 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
             progress.update(step, loss, ms)
             if on_step is not None:
                 on_step(step, loss, ms)
+    except KeyboardInterrupt:
+        raise Interrupted(f"Ctrl-C stopped the {run.variant} run after {len(step_rows)} of {steps} steps: "
+                          f"{run_dir} is incomplete (no summary.json)") from None
     finally:
         gc_watch.__exit__()
         progress.close()
@@ -277,6 +306,7 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     if info.rank == 0:
         rd.write_summary(summary)
     summary["run_dir"] = str(run_dir)
+    held.close()
     return summary
 
 

@@ -72,13 +72,18 @@ def role_signature(run: RunConfig, world: int, rank: int) -> tuple:
     return tuple(_slice_rows(shape[0], world, rank) for shape in run.model.bank_shapes().values())
 
 
-def roles(run: RunConfig, world: int) -> list[int]:
-    """One rank per distinct role (``--simulate-rank all`` runs exactly these): rank 0's, and for every
-    other role its highest rank, so the last rank, which owns the padding, is always among them."""
+def role_of(run: RunConfig, world: int) -> dict[int, int]:
+    """Every rank's representative in ``roles``: the simulated rank whose work it repeats."""
     classes: dict[tuple, list[int]] = {}
     for r in range(world):
         classes.setdefault(role_signature(run, world, r), []).append(r)
-    return sorted(0 if 0 in ranks else max(ranks) for ranks in classes.values())
+    return {r: (0 if 0 in ranks else max(ranks)) for ranks in classes.values() for r in ranks}
+
+
+def roles(run: RunConfig, world: int) -> list[int]:
+    """One rank per distinct role (``--simulate-rank all`` runs exactly these): rank 0's, and for every
+    other role its highest rank, so the last rank, which owns the padding, is always among them."""
+    return sorted(set(role_of(run, world).values()))
 
 
 def check(world: int, rank: int | str | None, nodes: int = 1) -> list[int] | None:
@@ -169,12 +174,12 @@ def simulate(spec: RunSpec, world: int, rank: int | str | None = "all", nodes: i
     head.pop("run_dir", None)
     head["ranks"] = [s["ranks"][0] | {"rank": r} for r, s in summaries.items()]
     head["simulated"] = {"world_size": world, "nodes": nodes, "ranks": ranks, "roles": roles(run, world),
+                         "role_of": {str(k): v for k, v in role_of(run, world).items()},
                          "backend": "fake", "stands_for": simulated_backend(spec.device), "note": LOSS_NOTE}
     if 0 not in ranks:  # rank 0 writes the shared files in execute; a lone rank r writes them here
-        from .run import default_warmup, profile_window, resolve_device
+        from .run import resolve_device, warmup_and_window
 
-        warmup = spec.warmup_steps if spec.warmup_steps is not None else default_warmup(run, resolve_device(spec.device))
-        window = profile_window(spec, warmup, run.train.steps)
+        warmup, window = warmup_and_window(spec, run, resolve_device(spec.device))
         rd.write_config(run.to_dict(), launch=dataclasses.asdict(spec), warmup_steps=warmup,
                         profile_window=dataclasses.asdict(window) if window else None)
     env = rd.read_env() if rd.env.is_file() else {}
@@ -193,3 +198,33 @@ def read_collectives(run_dir: Path) -> dict[int, pd.DataFrame]:
     for p in sorted(folder.glob("collectives-rank*.parquet")):
         out[int(p.stem.removeprefix("collectives-rank"))] = pd.read_parquet(p)
     return out
+
+
+def simulate_and_predict(spec: RunSpec, world: int, rank: int | str | None = "all", nodes: int = 1,
+                         comm_model: str | None = None) -> dict[str, Any]:
+    """Simulate the ranks, then replay them through the cost model; the summary with the prediction."""
+    from golfprof.traces import costmodel
+    from golfprof.traces.predict import predict
+
+    check(world, rank, nodes)
+    if comm_model is not None:
+        costmodel.load(comm_model)  # a bad table fails before any training
+    out = simulate(spec, world, rank, nodes)
+    doc = predict(Path(out["run_dir"]), comm_model, nodes)
+    return out | {"prediction": doc["prediction"]}
+
+
+COMPARISON_COLUMNS = ["variant", "measured ms (1 rank)", "predicted ms/step", "Δ vs baseline ms", "optimizer ms",
+                      "comm ms", "exposed comm ms", "overlap %"]
+
+
+def comparison(results: dict[str, dict[str, Any]], baseline: str) -> pd.DataFrame:
+    """One row per variant of predicted figures, the step compared with the baseline's prediction."""
+    base = results.get(baseline, {}).get("prediction", {}).get("ms_per_step")
+    rows = []
+    for name, r in results.items():
+        p = r["prediction"]
+        ms = p["ms_per_step"]
+        rows.append([name, r.get("ms_per_step"), ms, ms - base if base is not None and ms is not None else None,
+                     p.get("optimizer_ms"), p.get("comm_ms"), p.get("exposed_comm_ms"), p.get("comm_comp_overlap_pct")])
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

@@ -33,6 +33,14 @@ class RunSpec:
     marks: bool = option(True, "NVTX/record_function phase marks (off: overhead baseline).")
     timers: bool = option(True, "Always-on phase timers.")
     quiet: bool = option(False, "No progress bar.")
+    simulate_world: int | None = option(
+        None, "Play a world of N ranks in this process over the fake backend and predict its step (collectives "
+        "modelled, compute measured); see docs/simulated-worlds.md.")
+    simulate_rank: str = option("all", "With --simulate-world: the rank to play, or all (each distinct role once).")
+    simulate_nodes: int = option(1, "With --simulate-world: nodes the world spans (400 Gb/s InfiniBand between them).")
+    comm_model: str | None = option(
+        None, "With --simulate-world: cost table, h100, h200 or a file from `golfprof bench comm` "
+        "(default: the GPU's, else h200).")
     run_dir: str | None = None
     evaluate: bool = True
     command: str = ""

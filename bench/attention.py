@@ -2,8 +2,10 @@
 
 One call of causal GQA attention as the trainer makes it (full preset: micro-batch 48 × 2048 tokens,
 8 query heads, 4 KV heads, head dim 64, bf16), through each backend of `model/attention.py`
-(the toggle's, plus SDPA's memory-efficient kernel for reference). Timed with CUDA events: warm-up
-calls (flex compiles in them), then the median of `reps` calls. Against the attention FLOPs that
+(the toggle's, plus SDPA's memory-efficient kernel for reference). Timed with CUDA events, each call
+from an idle GPU: warm-up calls, then the median of `reps` calls, taken round-robin over the backends
+(timed one backend after the other, two rows running the same cuDNN kernels differed by more than their
+spread). Against the attention FLOPs that
 golfprof's MFU counts (`model/flops.py`: causal, half the score matrix), per call. Correctness: each
 backend's output and q/k/v gradients against the math backend in fp32 on the same bf16 inputs
 (relative Frobenius error, on the first `CHECK_SEQS` sequences), within `BF16_OUT_TOL` /
@@ -60,28 +62,35 @@ def flops_per_call(preset: str) -> dict[str, int]:
     return {"forward": fwd_bwd // 3, "forward_backward": fwd_bwd}
 
 
-def _timer(device: torch.device, reps: int, warmup: int) -> Callable[[Callable[[], Any]], dict[str, float]]:
+def time_once(fn: Callable[[], Any], device: torch.device) -> float:
+    """ms of one call from an idle GPU (CUDA events), or of the host (CPU smoke runs)."""
     import torch
 
-    def run(fn: Callable[[], Any]) -> dict[str, float]:
+    if device.type != "cuda":
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+    torch.cuda.synchronize(device)
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    fn()
+    e.record()
+    e.synchronize()
+    return s.elapsed_time(e)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], Any]], device: torch.device, reps: int,
+                        warmup: int) -> dict[str, dict[str, float]]:
+    """Per key: median, min and max ms of `reps` calls, taken round-robin over the keys (A B C A B C ...) so
+    that clock and thermal drift during the benchmark hits every backend alike."""
+    for fn in fns.values():
         for _ in range(warmup):
             fn()
-        times = []
-        for _ in range(reps):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                s.record()
-                fn()
-                e.record()
-                e.synchronize()
-                times.append(s.elapsed_time(e))
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - t0) * 1e3)
-        return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times)}
-    return run
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            times[k].append(time_once(fn, device))
+    return {k: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)} for k, t in times.items()}
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -144,8 +153,8 @@ def bench_attention(preset: str = "full", device: torch.device | str | None = No
     ref = A.causal_attention(*ref_in, "math")
     ref_grads = torch.autograd.grad(ref, ref_in, dy[:n].float())
     ref = ref.detach()
-    timer = _timer(device, reps, warmup)
     out_rows: list[dict[str, Any]] = []
+    timed: dict[str, tuple[dict[str, Any], Callable[[], Any], Callable[[], None]]] = {}
     for name in rows:
         row: dict[str, Any] = {"backend": name}
         out_rows.append(row)
@@ -169,20 +178,25 @@ def bench_attention(preset: str = "full", device: torch.device | str | None = No
             qs, ks, vs = (t[:n].detach().requires_grad_() for t in (q, k, v))
             y = A.causal_attention(qs, ks, vs, name)
             grads = torch.autograd.grad(y, (qs, ks, vs), dy[:n])
-            row["timing_fwd"] = timer(fwd)
-            row["timing_fwd_bwd"] = timer(fwd_bwd)
+            fwd_bwd()  # the first full-size call (flex compiles here): a kernel that refuses these shapes says so now
         except (RuntimeError, NotImplementedError, ValueError) as e:
             row["skipped"] = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             continue
         errs = {"out": _rel(y, ref), **{f"d{c}": _rel(gr, rg) for c, gr, rg in zip("qkv", grads, ref_grads)}}
-        ms_f, ms_fb = row["timing_fwd"]["median_ms"], row["timing_fwd_bwd"]["median_ms"]
+        row.update(rel_err_vs_fp32_math=errs,
+                   agrees=errs["out"] < BF16_OUT_TOL and max(errs[c] for c in ("dq", "dk", "dv")) < BF16_GRAD_TOL,
+                   kernels=_kernels(fwd_bwd, device))
+        row["kernels_of"] = sorted({k.split(":")[0] for k in row["kernels"]})  # sdpa's row: what PyTorch picked
+        timed[name] = row, fwd, fwd_bwd
+    fns = {f"{n}/{part}": fn for n, (_, f, fb) in timed.items() for part, fn in (("fwd", f), ("fwd_bwd", fb))}
+    medians = interleaved_medians(fns, device, reps, warmup)
+    for name, (row, _, _) in timed.items():
+        tf, tfb = medians[f"{name}/fwd"], medians[f"{name}/fwd_bwd"]
+        ms_f, ms_fb = tf["median_ms"], tfb["median_ms"]
         row.update(ms_fwd=ms_f, ms_fwd_bwd=ms_fb, ms_bwd=ms_fb - ms_f,
                    tflops_fwd=fl["forward"] / (ms_f / 1e3) / 1e12,
                    tflops_fwd_bwd=fl["forward_backward"] / (ms_fb / 1e3) / 1e12,
-                   ms_per_step_one_gpu=ms_fb * shp["calls_per_step_one_gpu"],
-                   rel_err_vs_fp32_math=errs,
-                   agrees=errs["out"] < BF16_OUT_TOL and max(errs[c] for c in ("dq", "dk", "dv")) < BF16_GRAD_TOL,
-                   kernels=_kernels(fwd_bwd, device))
+                   ms_per_step_one_gpu=ms_fb * shp["calls_per_step_one_gpu"], timing_fwd=tf, timing_fwd_bwd=tfb)
     agreeing = [r for r in out_rows if r.get("agrees")]
     fastest = min(agreeing, key=lambda r: r["ms_fwd_bwd"])["backend"] if agreeing else None
     return {
@@ -192,7 +206,7 @@ def bench_attention(preset: str = "full", device: torch.device | str | None = No
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "command": command or shlex.join(sys.argv),
         "preset": preset,
-        "timer": "cuda events" if cuda else "perf_counter (CPU smoke run)",
+        "timer": "cuda events, backends interleaved" if cuda else "perf_counter (CPU smoke run)",
         "reps": reps, "warmup": warmup, "dtype": str(dtype).removeprefix("torch."),
         "shapes": shp,
         "flops_per_call": fl,
@@ -206,8 +220,8 @@ def bench_attention(preset: str = "full", device: torch.device | str | None = No
 
 def table(result: dict[str, Any]) -> str:
     s = result["shapes"]
-    head = (f"{result['device']} · {result['preset']}: {s['batch']}×{s['seq_len']} tokens, {s['heads']}/{s['kv_heads']} "
-            f"heads of {s['head_dim']}, {result['dtype']} · median of {result['reps']}")
+    head = (f"{result['device']} · {result['preset']}: {s['batch']}×{s['seq_len']} tokens, "
+            f"{s['heads']}/{s['kv_heads']} heads of {s['head_dim']}, {result['dtype']} · median of {result['reps']}")
     lines = [head, f"{'backend':10} {'fwd ms':>8} {'f+b ms':>8} {'fwd TF/s':>9} {'f+b TF/s':>9} {'err out':>8} "
                    f"{'err grad':>8}  kernels"]
     for r in result["rows"]:
@@ -215,7 +229,7 @@ def table(result: dict[str, Any]) -> str:
             lines.append(f"{r['backend']:10} skipped: {r['skipped']}")
             continue
         e = r["rel_err_vs_fp32_math"]
-        ks = ", ".join(sorted({k.split(":")[0] for k in r["kernels"]})) or "-"
+        ks = ", ".join(r["kernels_of"]) or "-"
         lines.append(f"{r['backend']:10} {r['ms_fwd']:8.3f} {r['ms_fwd_bwd']:8.3f} {r['tflops_fwd']:9.1f} "
                      f"{r['tflops_fwd_bwd']:9.1f} {e['out']:8.1e} {max(e['dq'], e['dk'], e['dv']):8.1e}  {ks}"
                      + ("" if r["agrees"] else "  (outside bf16 tolerance)"))
@@ -236,12 +250,14 @@ def write_result(result: dict[str, Any], path: Path) -> Path:
 
 
 def bench_attention_cmd(
-    preset: Annotated[str, typer.Option(help="Shapes of one attention call of this preset: full, tiny or golf7l.")] = "full",
+    preset: Annotated[str, typer.Option(
+        help="Shapes of one attention call of this preset: full, tiny or golf7l.")] = "full",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     reps: Annotated[int, typer.Option(help="Timed calls per row; the median is reported.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed calls before each timing (flex compiles in them).")] = 5,
     backends: Annotated[Optional[str], typer.Option(
-        help=f"Comma list of rows (default: all): {', '.join(ROWS)} (efficient: SDPA's memory-efficient kernel).")] = None,
+        help=f"Comma list of rows (default: all): {', '.join(ROWS)} "
+             "(efficient: SDPA's memory-efficient kernel).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         help="Result JSON (default: benchmarks/results/attention_<gpu>_<preset>.json).")] = None,
 ) -> None:

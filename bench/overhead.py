@@ -8,6 +8,7 @@ estimate is the median of paired differences.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any, Callable
@@ -63,16 +64,66 @@ def interleaved_overhead(step: Callable[[int], Any], marker: Marker, clock: Phas
                 ranges_per_step.append(n)
     diffs = [m - u for u, m in zip(times["unmarked"], times["marked"])]
     base = statistics.median(times["unmarked"])
+    lo, hi, coverage = median_interval(diffs)
     return {
         "pairs": pairs,
         "marked_ms_median": statistics.median(times["marked"]),
         "unmarked_ms_median": base,
         "paired_diff_ms_median": statistics.median(diffs),
         "overhead_pct": 100 * statistics.median(diffs) / base,
+        "overhead_pct_interval": [100 * lo / base, 100 * hi / base],
+        "interval_confidence": coverage,
         "ranges_per_step": statistics.median(ranges_per_step),
         "marked_ms": times["marked"],
         "unmarked_ms": times["unmarked"],
     }
+
+def median_interval(values: list[float], conf: float = 0.95) -> tuple[float, float, float]:
+    """Distribution-free interval of a median: the order statistics at binomial(n, 1/2) quantiles, since step-time
+    differences are skewed (a neighbour's burst), not normal. Returns (lo, hi, actual coverage); with too few
+    values for ``conf`` it is the full range and its smaller coverage."""
+    from scipy.stats import binom
+
+    x, n = sorted(values), len(values)
+
+    def coverage(k: int) -> float:  # of x[k]..x[n-1-k]: the median is below x[k] when at most k values are
+        return float(1 - 2 * binom.cdf(k, n, 0.5))
+
+    k = 0
+    while k + 1 < n - 1 - (k + 1) and coverage(k + 1) >= conf:
+        k += 1
+    return x[k], x[n - 1 - k], coverage(k)
+
+
+NOISY_SPREAD_PCT = 10.0  # unmarked steps' IQR over their median: beyond this, the steps are not alike enough
+NOISY_INTERVAL_PCT = 5.0  # width of the overhead's interval, in points of %: wider says nothing about a 1% cost
+
+
+def noise(result: dict[str, Any], load: float | None, cpus: int | None) -> list[str]:
+    """Why this overhead figure means nothing, if it does not: an oversubscribed machine, unmarked steps that
+    differ among themselves, or an interval too wide for the percent-level question (empty: trust it)."""
+    why = []
+    if load is not None and cpus and load > cpus:
+        why.append(f"load average {load:.1f} on {cpus} CPUs: other work competes for the cores being timed")
+    u = sorted(result["unmarked_ms"])
+    if len(u) >= 4:
+        q1, q3 = u[len(u) // 4], u[(3 * len(u)) // 4]
+        spread = 100 * (q3 - q1) / result["unmarked_ms_median"]
+        if spread > NOISY_SPREAD_PCT:
+            why.append(f"unmarked steps spread {spread:.0f}% (IQR over median), above {NOISY_SPREAD_PCT:g}%")
+    lo, hi = result["overhead_pct_interval"]
+    if hi - lo > NOISY_INTERVAL_PCT:
+        why.append(f"the overhead's {100 * result['interval_confidence']:.0f}% interval {lo:+.1f}%..{hi:+.1f}% "
+                   f"is wider than {NOISY_INTERVAL_PCT:g} points; run more --pairs on a quiet machine")
+    return why
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
 
 def overhead(spec: RunSpec, pairs: int) -> dict[str, Any]:
     run = spec.run
@@ -87,9 +138,12 @@ def overhead(spec: RunSpec, pairs: int) -> dict[str, Any]:
     loader = DistributedLoader(train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
                                trainer.grad_accum, pin_memory=device.type == "cuda")
     warmup = spec.warmup_steps if spec.warmup_steps is not None else 2 * default_warmup(run, device)
+    load_before = _load()
     result = interleaved_overhead(lambda i: trainer.step(i, loader), marker, clock, device, warmup, pairs)
+    load = max((v for v in (load_before, _load()) if v is not None), default=None)
     env = environment(1, "none")
     return {"benchmark": "phase_overhead", "device": env["device"], "torch": env["torch"],
             "git_revision": env["git_revision"], "command": spec.command, "variant": run.variant,
             "preset": run.preset, "warmup_steps": warmup, **result,
+            "load_average": load, "cpus": os.cpu_count(), "noise": noise(result, load, os.cpu_count()),
             "per_range_us_no_profiler": per_range_cost_us(device)}

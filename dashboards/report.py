@@ -27,7 +27,7 @@ from golfprof.traces.ranks import load_ranks, summary_and_kernels
 from . import charts, data, diffs, tables, timeline
 from .colors import palette
 from .page import Chart, Section, render
-from .runs import DashboardError, Run, find_runs
+from .runs import DashboardError, Run, TraceSet, find_runs
 
 
 @dataclass
@@ -52,14 +52,14 @@ class Report:
 
 @dataclass
 class Traced:
-    run: Run
+    run: Run | TraceSet
     label: str
     ranks: list[timeline.RankTrace]
     window_note: str | None
     diff_inputs: diffs.RankInputs | None  # what golfprof diff reads, when this run is diffed
 
 
-def _load_traced(run: Run, label: str, pattern: re.Pattern[str], diffed: bool) -> Traced:
+def _load_traced(run: Run | TraceSet, label: str, pattern: re.Pattern[str], diffed: bool) -> Traced:
     """The first profiling window's ranks; each trace is parsed once, for the timeline and the diff alike."""
     ranks, inputs = [], {}
     try:
@@ -112,14 +112,15 @@ def _timeline_sections(traced: list[Traced], colors: dict[str, str], step: int |
     for i, t in enumerate(traced):
         chosen = step if step is not None else timeline.pick_step(t.ranks[0])
         try:
-            origin = timeline.step_start(t.ranks[0], chosen)
+            shift = timeline.clock_shifts(t.ranks)  # one clock: base times, measured offsets
+            origin = timeline.step_start(t.ranks[0], chosen) + shift[t.ranks[0].rank]
         except KeyError:
             profiled = ", ".join(str(s) for s in t.ranks[0].steps["step"])
             raise DashboardError(f"--step {chosen}: not a profiled step of {t.run.name} (profiled: {profiled})") from None
         tls = []
         for rt in t.ranks:
             try:
-                tls.append(timeline.step_timeline(rt, chosen, origin))
+                tls.append(timeline.step_timeline(rt, chosen, origin - shift[rt.rank]))
             except KeyError:
                 tl_sec.notes.append(f"{t.run.name}: rank {rt.rank}'s trace lacks profiler step {chosen}; not drawn")
         if t.window_note:
@@ -136,7 +137,11 @@ def _timeline_sections(traced: list[Traced], colors: dict[str, str], step: int |
                                 "run on their own threads")
         ov = pd.concat([timeline.comm_overlap(rt) for rt in t.ranks], ignore_index=True)
         if not ov.empty:
-            title = f"Communication hidden vs exposed · {t.label}<br><sup>{t.run.name} · ms per profiled step</sup>"
+            from golfprof.traces.replay import MODELLED  # how a simulated run's predicted trace names its collectives
+
+            predicted = any(rt.gpu["name"].astype(str).str.contains(MODELLED, regex=False).any() for rt in t.ranks)
+            what = "PREDICTED communication (modelled collectives)" if predicted else "Communication"
+            title = f"{what} hidden vs exposed · {t.label}<br><sup>{t.run.name} · ms per profiled step</sup>"
             ov_sec.charts.append(Chart(f"chart-overlap-{i}", charts.overlap_figure(ov, title), tables.overlap_table(ov)))
     if not traced:
         tl_sec.empty = (f"none of the {any_runs} run(s) has a trace (trace/rank*.pt.trace.json.gz); "
@@ -272,25 +277,33 @@ def build(paths: list[Path], opts: Options) -> Report:
     found = find_runs(paths)
     runs = found.runs
     labels = data.group_labels([r.summary for r in runs])
-    baseline = _comparison_baseline(runs, labels, opts.baseline_variant)
+    baseline = _comparison_baseline(runs, labels, opts.baseline_variant) if runs else ""
     firsts = _first_traced(runs, labels)
     with_traces = [r for r in data.ordered(runs, "time") if r.traces()]
     base, others, left_out = diffs.plan(firsts, with_traces, baseline) if opts.diff else (None, [], 0)
     diffed = {id(r) for r in [base, *others]} if others else set()
     traced = [_load_traced(r, label, pattern, id(r) in diffed) for label, r in firsts.items()]
+    traced += [_load_traced(ts, ts.name, pattern, False) for ts in found.trace_sets]
     phase_names = [p for t in traced for rt in t.ranks for p in rt.phase_order]
     phase_names += [p for t in traced for rt in t.ranks for p in pd.unique(rt.gpu["phase"])]
     phase_names += [p for t in traced for rt in t.ranks for p in pd.unique(rt.collectives_cpu["name"])]
     stack = data.stack_phases([r.samples for r in runs])
     colors = palette([*stack, *phase_names, data.OUTSIDE, timeline.EXPOSED])
-    tl_sec, ov_sec = _timeline_sections(traced, colors, opts.step, len(runs))
-    sections = [tl_sec, ov_sec, _comparison_section(runs, labels, baseline, colors), _trend_section(runs, labels, opts, bound)]
+    tl_sec, ov_sec = _timeline_sections(traced, colors, opts.step, len(runs) + len(found.trace_sets))
+    if runs:
+        sections = [tl_sec, ov_sec, _comparison_section(runs, labels, baseline, colors),
+                    _trend_section(runs, labels, opts, bound)]
+    else:  # traces from any trainer: no step timers to compare or trend
+        why = "the inputs are Kineto traces, not golfprof run directories: there are no step timers to {}"
+        sections = [tl_sec, ov_sec, Section("comparison", "Variant comparison", "", empty=why.format("compare")),
+                    Section("trend", "Trend", "", empty=why.format("follow over runs"))]
     if base is not None and others:
         label_of = {id(r): lab for r, lab in zip(runs, labels)}
         inputs = {id(r): _diff_inputs(r, traced, pattern) for r in (base, *others)}
         sections.insert(3, _diff_section(base, others, left_out, label_of, baseline, inputs))
-    devices = sorted({str(r.summary.get("device")) for r in runs})
-    meta = [f"{len(runs)} run(s), {len(set(labels))} configuration(s) · {', '.join(devices)}",
+    devices = sorted({str(r.summary.get("device")) for r in runs}) or ["Kineto traces"]
+    sets = f" · {len(found.trace_sets)} trace set(s)" if found.trace_sets else ""
+    meta = [f"{len(runs)} run(s), {len(set(labels))} configuration(s){sets} · {', '.join(devices)}",
             "from: " + " ".join(str(p) for p in paths),
             f"generated {dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')} by golfprof dashboard"]
     meta += [f"note: {n}" for n in found.notes]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from golfprof.errors import ConfigError, DashboardError
+from golfprof.errors import ConfigError, DashboardError, TraceError
 from golfprof.profiler.rundir import SUMMARY, MatrixDir, RunDir
 from golfprof.results.samples import RunSamples, load_run
 
@@ -43,6 +43,27 @@ class Run:
 class Found:
     runs: list[Run]
     notes: list[str] = field(default_factory=list)
+    trace_sets: list[TraceSet] = field(default_factory=list)  # PATHs that are traces, not golfprof runs
+
+
+@dataclass
+class TraceSet:
+    """A PATH ``golfprof analyze`` takes that is no golfprof run: a folder of Kineto traces or one trace
+    file, from any trainer. The dashboard draws its timeline and overlap; it has no step timers."""
+
+    path: Path
+    name: str
+
+
+def _trace_set(p: Path) -> TraceSet | None:
+    """``p`` as analyze reads it, when it holds traces (discover finds them) and is no run, matrix or folder of runs."""
+    from golfprof.traces.discover import discover
+
+    try:
+        discover(p)
+    except TraceError:
+        return None
+    return TraceSet(path=p, name=p.name)
 
 
 def _json(path: Path, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -122,25 +143,29 @@ def _expand(path: Path, depth: int, notes: list[str]) -> list[Run]:
 
 
 def find_runs(paths: list[Path]) -> Found:
-    """Every finished run under PATHs, each once, in argument order (folders in name order)."""
+    """Every finished run under PATHs, each once, in argument order (folders in name order); a PATH with no
+    run but with traces (as ``golfprof analyze`` takes them) is a trace set."""
     if not paths:
         raise DashboardError("no PATH given: pass run directories, matrix folders or folders of runs")
     notes: list[str] = []
     runs: list[Run] = []
+    trace_sets: list[TraceSet] = []
     for p in paths:
         p = Path(p)
         if p.is_file() and p.name == SUMMARY:
             p = p.parent
         if not p.exists():
             raise DashboardError(f"{p}: no such file or directory")
-        if not p.is_dir():
-            raise DashboardError(f"{p}: not a run directory, matrix folder or folder of runs")
         try:
-            found = _expand(p, 0, notes)
+            found = _expand(p, 0, notes) if p.is_dir() else []
         except PermissionError as e:
             raise DashboardError(f"{p}: cannot read ({e.strerror})") from None
         if not found:
-            raise DashboardError(f"{p}: no run directories (folders with a summary.json) found")
+            traces = _trace_set(p)
+            if traces is None:
+                raise DashboardError(f"{p}: no run directories (folders with a summary.json) and no Kineto traces "
+                                     "found")
+            trace_sets.append(traces)
         runs += found
     seen: set[Path] = set()
     unique = []
@@ -153,4 +178,4 @@ def find_runs(paths: list[Path]) -> Found:
     for r in unique:
         if names.count(r.name) > 1:  # matrices reuse <variant>-r<k>: name the folder too
             r.name = f"{r.path.parent.name}/{r.path.name}"
-    return Found(unique, notes)
+    return Found(unique, notes, trace_sets)

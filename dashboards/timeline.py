@@ -10,12 +10,12 @@ drawn as one segment when the GPU gap between them is below a pixel's worth of t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from golfprof.traces import attribute, comm, derived, events, metrics
+from golfprof.traces import attribute, clocks, comm, derived, events, metrics
 from golfprof.traces.load import Trace
 
 MERGE_FRACTION = 1 / 3000  # a gap under this share of the window is invisible at chart width
@@ -35,6 +35,8 @@ class RankTrace:
     collectives_cpu: pd.DataFrame  # name, thread, ts, end, tid: gloo/nccl ranges (CPU-only traces)
     gpu: pd.DataFrame  # name, ts, end, dur, stream, phase, step, in_step, cls, op
     phase_order: list[str]
+    base_us: float = 0.0  # the trace's baseTimeNanoseconds in µs: its times + base_us are unix time
+    comm_seq: pd.DataFrame = field(default_factory=pd.DataFrame)  # comm.sequence: matches collectives across ranks
 
 
 @dataclass
@@ -80,8 +82,19 @@ def load_rank(trace: Trace, rank: int, pattern: re.Pattern[str]) -> RankTrace:
     })
     ranges = phased.ranges
     order = list(dict.fromkeys(ranges.sort_values("ts", kind="stable")["name"]))
+    ck = derived.comm_rows(w)
+    base = clocks.base_us(trace.meta)
     return RankTrace(rank=rank, steps=st, ranges=ranges, collectives_cpu=_ranges(trace.events, COLLECTIVE_RANGE_RE),
-                     gpu=gpu, phase_order=order)
+                     gpu=gpu, phase_order=order, base_us=base, comm_seq=comm.sequence(ck, ck["step"].to_numpy(), base))
+
+
+def clock_shifts(ranks: list[RankTrace]) -> dict[int, float]:
+    """Per rank, what puts its times on one clock with the others': its base time less its measured clock
+    offset (``golfprof.traces.clocks``), so that ranks are drawn as they ran even when their clocks differ."""
+    off = clocks.offsets({rt.rank: rt.comm_seq for rt in ranks})
+    measured = dict(zip(off["rank"], off["offset_us"])) if not off.empty else {}
+    return {rt.rank: rt.base_us - (measured.get(rt.rank, 0.0) if measured.get(rt.rank) == measured.get(rt.rank)
+                                   else 0.0) for rt in ranks}
 
 
 def pick_step(rt: RankTrace) -> int:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from golfprof import options as O
 from golfprof.ablations import variants as V
+from golfprof.bench.attention import bench_attention_cmd
 from golfprof.dashboards.command import dashboard
 from golfprof.errors import ConfigError, GolfprofError, Interrupted, show_warnings
 from golfprof.traces.command import analyze, diff
@@ -45,7 +46,7 @@ class _OneErrorPath(TyperGroup):
             raise typer.Exit(e.exit_code) from None
         except click_errors.NoArgsIsHelpError:
             raise
-        except click_errors.UsageError as e:  # an unknown option or command, a bad value: the same one line as bad input
+        except click_errors.UsageError as e:  # an unknown option or command, a bad value: one line, as bad input
             command = e.ctx.command_path if e.ctx is not None else "golfprof"
             print(f"error: {e.format_message()} (see {command} --help)", file=sys.stderr)
             raise typer.Exit(e.exit_code) from None
@@ -148,6 +149,8 @@ def _run(spec: RunSpec, nproc: int) -> int:
     """Join an existing launch, run in-process, or spawn torchrun; returns an exit code."""
     from golfprof.ablations.launch import check_nproc, export_slurm_env, launched_env, run_joined, spawn
 
+    if spec.simulate_world is not None:
+        return _simulate({spec.run.variant: spec}, nproc, spec.run.variant)
     export_slurm_env()
     info = launched_env()
     if info is not None:
@@ -159,7 +162,12 @@ def _run(spec: RunSpec, nproc: int) -> int:
     check_launch(spec)
     if nproc == 1:
         from golfprof.model.train import DistInfo
-        print_summary(run_joined(spec, DistInfo()))
+        try:
+            summary = run_joined(spec, DistInfo())
+        except KeyboardInterrupt:  # before or after the training loop, which words its own
+            where = f": {spec.run_dir} is incomplete (no summary.json)" if spec.run_dir else ""
+            raise Interrupted(f"Ctrl-C stopped the {spec.run.variant} run{where}") from None
+        print_summary(summary)
         return 0
     from golfprof.profiler.rundir import RunDir
 
@@ -171,6 +179,53 @@ def _run(spec: RunSpec, nproc: int) -> int:
     if code == 0 and rd.is_complete():
         print_summary({**rd.read_summary(), "run_dir": spec.run_dir})
     return code
+
+
+def _simulate(specs: dict[str, RunSpec], nproc: int, baseline: str) -> int:
+    """--simulate-world: each variant's ranks played in this process over the fake backend, one after the
+    other, then replayed through the cost model; several variants print the predicted comparison."""
+    from golfprof.ablations import simulate as S
+    from golfprof.traces import costmodel
+
+    if nproc != 1:
+        raise ConfigError("--simulate-world plays every rank in this one process: leave --nproc at 1")
+    for spec in specs.values():  # every bad value is refused before any training starts
+        S.check(spec.simulate_world, spec.simulate_rank, spec.simulate_nodes)
+        spec.run.validate(spec.simulate_world)
+        check_launch(spec)
+        if spec.comm_model is not None:
+            costmodel.load(spec.comm_model)
+    results = {}
+    for name, spec in specs.items():
+        results[name] = S.simulate_and_predict(spec, spec.simulate_world, spec.simulate_rank, spec.simulate_nodes,
+                                               spec.comm_model)
+        print_prediction(results[name])
+    if len(results) > 1:
+        frame = S.comparison(results, baseline)
+        t = Table(title=f"predicted at world {next(iter(specs.values())).simulate_world} (baseline {baseline})")
+        for col in frame.columns:
+            t.add_column(col, justify="left" if col == "variant" else "right")
+        for row in frame.itertuples(index=False):
+            t.add_row(*(str(v) if isinstance(v, str) else _fmt(v) for v in row))
+        console.print(t)
+    print(f"note: {S.LOSS_NOTE}; every communication figure above is predicted", file=sys.stderr)
+    return 0
+
+
+def print_prediction(s: dict[str, Any]) -> None:
+    p = s["prediction"]
+    t = Table(title=f"PREDICTED {s['variant']} · {s['preset']} · world {p['world_size']} ({p['nodes']} node(s)) · "
+                    f"ranks played {p['simulated_ranks']} on {s['device']} · {p['comm_model']['name']}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [("measured ms/step of the rank played", s.get("ms_per_step")), ("predicted ms/step", p["ms_per_step"]),
+            ("predicted optimizer ms", p["optimizer_ms"]), ("predicted comm ms", p["comm_ms"]),
+            ("predicted exposed comm ms", p["exposed_comm_ms"]), ("predicted overlap %", p["comm_comp_overlap_pct"])]
+    for k, v in rows:
+        t.add_row(k, _fmt(v))
+    console.print(t)
+    console.print(f"run directory: {s['run_dir']} (prediction: simulated/predicted.json, simulated/trace/)",
+                  highlight=False)
 
 
 @app.command()
@@ -215,6 +270,8 @@ def ablate(
     for spec in specs.values():
         spec.run.validate(nproc)
         check_launch(spec)
+    if run.get("simulate_world") is not None:
+        raise typer.Exit(_simulate(specs, nproc, base))
     if nproc == 1:
         for name, twin in V.same_code_with_one_process({n: s.run.toggles for n, s in specs.items()}):
             print(f"note: with one process nothing is communicated: {name} runs the same code as {twin} "
@@ -296,12 +353,30 @@ def _matrix(specs: dict[str, RunSpec], repeats: int, nproc: int, matrix_dir: Pat
         print_sweep(matrix_dir, state)
     else:
         print_comparison(result)
+    failed = [n for n, i in sorted(state["runs"].items()) if i["status"] != "ok" and i["variant"] in specs
+              and i["repeat"] < repeats]
+    if failed:  # a matrix with a failed run is not a result to trust silently: say where to look, exit 1
+        mdir = MatrixDir(matrix_dir)
+        where = [f"{n} (logs: {mdir.run_named(n).launch_logs})" if mdir.run_named(n).launch_logs.exists()
+                 else f"{n} ({mdir.run_named(n).path})" for n in failed]
+        print(f"error: {len(failed)} of {len(specs) * repeats} runs failed: {', '.join(where)}; "
+              "re-run the same command to retry them", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "—"
     return f"{v:,.{digits}f}"
+
+
+def _verdict(row: dict[str, Any], baseline: str) -> str:
+    """Only the baseline's own rows say "(baseline)"; a variant left without one to compare with says why."""
+    if "verdict" in row:
+        return row["verdict"]
+    if row["variant"] == baseline:
+        return "(baseline)"
+    return "(no complete runs)" if not row["runs"] else "(not compared: no baseline runs)"
 
 
 def print_comparison(result: dict[str, Any]) -> None:
@@ -319,9 +394,12 @@ def print_comparison(result: dict[str, Any]) -> None:
                   f"{_fmt(row['value'], 3)} [{_fmt(row['ci_lo'], 3)}, {_fmt(row['ci_hi'], 3)}]", d,
                   _fmt(row.get("diff_pct"), 1) if "diff" in row else "",
                   _fmt(row.get("p_value"), 3) if "diff" in row else "",
-                  row.get("verdict", "(baseline)"))
+                  _verdict(row, result["baseline"]))
     console.print(t)
     console.print(result["note"], highlight=False)
+    if not any(r["runs"] for r in result["rows"] if r["variant"] == result["baseline"]):
+        console.print(f"baseline {result['baseline']}: no run completed, so no variant is compared with it",
+                      highlight=False)
     for name, error in result["failed"].items():
         console.print(f"failed: {name}: {error}", highlight=False)
 
@@ -398,6 +476,16 @@ def bench_overhead(
         write_json(out, result)
     summary = {k: v for k, v in result.items() if k not in ("marked_ms", "unmarked_ms")}
     console.print_json(json.dumps(summary))
+    lo, hi = result["overhead_pct_interval"]
+    console.print(f"overhead {result['overhead_pct']:+.2f}% of a step ({100 * result['interval_confidence']:.0f}% "
+                  f"interval {lo:+.2f}%..{hi:+.2f}%, {pairs} pairs)", highlight=False)
+    if result["noise"]:
+        import warnings
+
+        from golfprof.errors import GolfprofWarning
+
+        warnings.warn(f"this overhead figure is noise, not a measurement: {'; '.join(result['noise'])}",
+                      GolfprofWarning, stacklevel=1)
 
 
 @bench_app.command("ortho")
@@ -432,6 +520,39 @@ def bench_ortho_cmd(
     path = write_result(result, out or default_path(result))
     console.print(table(result), highlight=False)
     console.print(f"written: {path}", highlight=False)
+
+
+bench_app.command("attention")(bench_attention_cmd)
+
+
+@bench_app.command("comm")
+def bench_comm_cmd(
+    nproc: Annotated[int, typer.Option(help="Processes: one per GPU (NCCL) with CUDA, gloo on the CPU.")] = 1,
+    out: Annotated[Path, typer.Option(
+        help="Table to write; one already there keeps its other world sizes.")] = Path("comm_table.json"),
+    min_bytes: Annotated[int, typer.Option(help="Smallest message: the full buffer, as nccl-tests counts.")] = 4 << 10,
+    max_bytes: Annotated[int, typer.Option(help="Largest message (the sweep multiplies by 4).")] = 256 << 20,
+    op: Annotated[Optional[list[str]], typer.Option(
+        help="Op(s) to time: all_reduce, reduce_scatter, all_gather, broadcast (default: all).")] = None,
+) -> None:
+    """Time every collective over a size sweep at the world size present and write a cost table, which
+    `--comm-model FILE` then predicts with: calibrate first, predict after."""
+    from golfprof.bench.comm import OPS, bench_comm
+
+    if min_bytes < 1 or max_bytes < min_bytes:
+        raise ConfigError(f"--min-bytes {min_bytes} / --max-bytes {max_bytes}: need 1 <= min <= max")
+    check_folder("--out", out.parent)
+    doc = bench_comm(nproc, out, min_bytes, max_bytes, tuple(op or OPS))
+    t = Table(title=f"{doc['name']} · world {nproc} · median µs")
+    t.add_column("bytes", justify="right")
+    ops = [o for o in (op or OPS) if o in doc["measured"]]
+    for o in ops:
+        t.add_column(o, justify="right")
+    sizes = [b for b, _ in doc["measured"][ops[0]][str(nproc)]]
+    for i, b in enumerate(sizes):
+        t.add_row(f"{b:,}", *(_fmt(doc["measured"][o][str(nproc)][i][1], 1) for o in ops))
+    console.print(t)
+    console.print(f"written: {out}", highlight=False)
 
 
 @app.command("variants")

@@ -194,7 +194,6 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor, backend: str = "sdpa") -> 
     `backend` must be one `resolve_backend` returned (or `math`): no fallback happens here, so a
     kernel that cannot run raises instead of silently measuring another.
     """
-    import torch
     import torch.nn.functional as F
 
     gqa = q.size(1) != k.size(1)

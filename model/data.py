@@ -175,11 +175,22 @@ class TokenStream:
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def peek(self, n: int) -> np.ndarray:
-        """The next n tokens without consuming them (the loader's one-token overlap)."""
-        state = self.state_dict()
-        out = self.take(n)
-        self.load_state_dict(state)
-        return out
+        """The next n tokens without consuming them (the loader's one-token overlap).
+
+        Read in place: a peek across a shard boundary memory-maps the next shard's first tokens, where
+        take-then-rewind would load the next shard whole and then the current one again, two full-shard
+        reads inside one timed step's data phase.
+        """
+        out, shard, pos, tokens = [], self._shard, self._pos, self._tokens
+        while n > 0:
+            if pos == len(tokens):
+                shard, pos = (shard + 1) % len(self.paths), 0
+                tokens = read_shard(self.paths[shard])
+                continue
+            k = min(n, len(tokens) - pos)
+            out.append(np.asarray(tokens[pos : pos + k]))
+            pos, n = pos + k, n - k
+        return np.concatenate(out) if out else np.empty(0, dtype=TOKEN_DTYPE)
 
     def state_dict(self) -> dict[str, int]:
         return {"shard": self._shard, "pos": self._pos}

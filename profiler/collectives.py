@@ -116,6 +116,7 @@ class Recorder:
         self._stack: list[str] = []
         self._step = -1
         self._local = threading.local()
+        self._ddp_pending: list[Collective] = []
 
     # ---- phases ----------------------------------------------------------------------------
     def _on_phase(self, entering: bool, name: str) -> None:
@@ -129,9 +130,9 @@ class Recorder:
         if self._stack and self._stack[-1] == name:
             self._stack.pop()
         if name == phases.BACKWARD:  # DDP waits for its buckets as backward finishes
-            for c in self.records:
-                if c.source == "ddp" and c.wait_ns is None:
-                    c.wait_ns = c.waited_ns = now
+            for c in self._ddp_pending:
+                c.wait_ns = c.waited_ns = now
+            self._ddp_pending.clear()
 
     def _where(self) -> tuple[str | None, int | None]:
         in_step = phases.STEP in self._stack
@@ -141,7 +142,8 @@ class Recorder:
     def _new(self, op: str, t: torch.Tensor | None, group_size: int, source: str, async_op: bool,
              issue_ns: int) -> Collective:
         phase, step = self._where()
-        c = Collective(seq=len(self.records), op=op, dtype=_DTYPES.get(t.dtype, str(t.dtype)) if t is not None else None,
+        dtype = _DTYPES.get(t.dtype, str(t.dtype)) if t is not None else None
+        c = Collective(seq=len(self.records), op=op, dtype=dtype,
                        bytes=t.numel() * t.element_size() if t is not None else 0, group_size=group_size,
                        phase=phase, step=step, source=source, async_op=async_op, issue_ns=issue_ns,
                        issued_ns=issue_ns)
@@ -183,6 +185,7 @@ class Recorder:
         world = dist.get_world_size()
         t0 = self.clock()
         c = self._new("all_reduce", buf, world, "ddp", True, t0)
+        self._ddp_pending.append(c)
         with torch.profiler.record_function(f"{COMM_RANGE}{c.seq} all_reduce"):
             if dist.get_backend() == "fake":
                 fut: torch.futures.Future = torch.futures.Future()

@@ -35,6 +35,9 @@ class GcWatch:
 
     def __exit__(self, *exc: object) -> None:
         gc.callbacks.remove(self._callback)
+        # End freeze_after_warmup's freeze with the timed steps: objects left frozen are never freed at exit,
+        # and native extensions then print pages of "nanobind: leaked instances" (Triton's, on every CPU run).
+        gc.unfreeze()
 
     def take(self) -> dict[str, Any]:
         """{gc_ms, gc_collections, gc_oldest_generation (-1: none)} since the last take."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ def make_profiler(window: Window, run_dir: Path, rank: int, metadata: dict[str, 
             prof.export_chrome_trace(str(raw))
             RunDir(run_dir).write_trace(rank, raw)
 
+    # Kineto prints "USDT: ... profiler_start/stop" stage markers at every log level below 6, straight to the
+    # process's stderr, through the progress bar. Quiet for golfprof's windows; KINETO_LOG_LEVEL set by the
+    # user (e.g. 0 to debug the profiler) wins. Read when Kineto first starts, so set before the first window.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     prof = torch.profiler.profile(
         activities=activities,
@@ -34,4 +39,8 @@ def make_profiler(window: Window, run_dir: Path, rank: int, metadata: dict[str, 
         profile_memory=memory,
     )
     prof.preset_metadata_json("golfprof", json.dumps(metadata, default=str))
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        # Kineto writes distributedInfo only for a process group; without it HTA cannot place the trace (and
+        # tools disagree on its rank). Every golfprof trace says which rank of which world it is.
+        prof.preset_metadata_json("distributedInfo", json.dumps({"backend": "none", "rank": rank, "world_size": 1}))
     return prof

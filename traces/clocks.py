@@ -35,7 +35,7 @@ def offsets(seqs: dict[int, pd.DataFrame]) -> pd.DataFrame:
     a rank sharing fewer than MIN_MATCHED collectives with it gets NaN.
     """
     cols = ["rank", "offset_us", "spread_us", "matched"]
-    _, end, _ = match_collectives(seqs)
+    (end, _) = match_collectives(seqs, ("end",))
     if end.empty:
         return pd.DataFrame(columns=cols)
     ref = min(end.columns)
@@ -60,7 +60,9 @@ def offset_notes(table: pd.DataFrame) -> dict[int, str]:
     ref = int(table["rank"].min())
     out = {}
     for row in table.itertuples():
-        if row.rank == ref or not np.isfinite(row.offset_us) or abs(row.offset_us) <= OFFSET_NOTE_US:
+        if row.rank == ref or not np.isfinite(row.offset_us):
+            continue
+        if abs(row.offset_us) <= max(OFFSET_NOTE_US, row.spread_us):  # small, or noise rather than a clock
             continue
         way = "ahead of" if row.offset_us > 0 else "behind"
         out[int(row.rank)] = (f"clock reads {_span(abs(row.offset_us))} {way} rank {ref}'s (median over {row.matched} "

@@ -135,30 +135,36 @@ def collectives(comm: pd.DataFrame, compute: tuple[np.ndarray, np.ndarray], n_st
 def sequence(comm: pd.DataFrame, step_no: np.ndarray, base_us: float = 0.0) -> pd.DataFrame:
     """Each collective with what matches it across ranks: its NCCL sequence number and process group
     (``nccl_seq``, ``pg``; -1 and '' where the trace lacks them), and (profiler step, op, n-th of that op
-    in the step). ``end`` is on the unix clock (``base_us``: the trace's baseTimeNanoseconds in µs)."""
+    in the step). ``start``, ``end`` and ``launch`` are on the unix clock (``base_us``: the trace's
+    baseTimeNanoseconds in µs); ``queue_*`` columns of ``comm`` (``lateness.queue_before``) are kept."""
     seq = comm["seq"] if "seq" in comm else pd.Series(None, index=comm.index, dtype=object)
+    launch = comm["launch_ts"].to_numpy() if "launch_ts" in comm else np.full(len(comm), np.nan)
     pg = comm["pg"] if "pg" in comm else pd.Series(None, index=comm.index, dtype=object)
     k = pd.DataFrame({"step": step_no, "op": comm["op"].to_numpy(), "ts": comm["ts"].to_numpy(),
                       "dur": comm["dur"].to_numpy(), "end": comm["end"].to_numpy() + base_us,
+                      "start": comm["ts"].to_numpy() + base_us, "launch": launch + base_us,
                       "nccl_seq": [int(v) if v is not None and v == v else -1 for v in seq],
                       "pg": [v if isinstance(v, str) else "" for v in pg]})
     k = k.sort_values("ts", kind="stable")
     k["seq"] = k.groupby(["step", "op"]).cumcount()
-    return k[["step", "op", "seq", "nccl_seq", "pg", "dur", "end"]]
+    extra = [c for c in ("queue_busy", "queue_phase", "queue_kernel") if c in comm]
+    for c in extra:
+        k[c] = comm[c].to_numpy()
+    return k[["step", "op", "seq", "nccl_seq", "pg", "dur", "end", "start", "launch", *extra]]
 
 
-def match_collectives(seqs: dict[int, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The same collective on every rank: (duration, end, info) with one row per collective seen on two or
-    more ranks; duration and end have a column per rank, info the op and profiler step.
+def match_collectives(seqs: dict[int, pd.DataFrame], values: tuple[str, ...] = ("dur", "end")
+                      ) -> tuple[pd.DataFrame, ...]:
+    """The same collective on every rank: one frame per column of ``values`` (default duration and end), with
+    a row per collective seen on two or more ranks and a column per rank, then info (its op and step).
 
     When every rank's trace records NCCL sequence numbers the collective is its (process group, sequence
     number); otherwise it is the n-th of its op in a profiler step, and steps where ranks ran different
     numbers of an op are left out: their n-th ones need not match.
     """
     parts = [s.assign(rank=r) for r, s in seqs.items() if not s.empty]
-    empty = pd.DataFrame()
     if len(parts) < 2:
-        return empty, empty, empty
+        return tuple(pd.DataFrame() for _ in range(len(values) + 1))
     allk = pd.concat(parts, ignore_index=True)
     if (allk["nccl_seq"] >= 0).all():
         key = ["pg", "nccl_seq"]
@@ -167,11 +173,11 @@ def match_collectives(seqs: dict[int, pd.DataFrame]) -> tuple[pd.DataFrame, pd.D
         counts = allk.groupby(["step", "op", "rank"]).size().unstack("rank")
         same = counts.index[counts.nunique(axis=1) == 1]
         allk = allk.set_index(["step", "op"]).loc[lambda d: d.index.isin(same)].reset_index()
+    wide = [allk.pivot_table(index=key, columns="rank", values=v, aggfunc="first", dropna=False) for v in values]
     dur = allk.pivot_table(index=key, columns="rank", values="dur", aggfunc="first")
-    end = allk.pivot_table(index=key, columns="rank", values="end", aggfunc="first")
-    keep = dur.notna().sum(axis=1) >= 2
+    keep = dur.index[dur.notna().sum(axis=1) >= 2]
     info = allk.sort_values("rank", kind="stable").groupby(key)[["op", "step"]].first()
-    return dur[keep], end[keep], info.loc[dur.index[keep]]
+    return (*(w.reindex(index=keep, columns=dur.columns) for w in wide), info.loc[keep])
 
 
 def rank_skew(seqs: dict[int, pd.DataFrame]) -> pd.DataFrame:
@@ -181,7 +187,7 @@ def rank_skew(seqs: dict[int, pd.DataFrame]) -> pd.DataFrame:
     (``match_collectives``).
     """
     cols = ["rank", "op", "waits_for", "wait_ms_per_step", "comm_ms_per_step", "matched"]
-    wide, _, info = match_collectives(seqs)
+    wide, info = match_collectives(seqs, ("dur",))
     if wide.empty:
         return pd.DataFrame(columns=cols)
     fastest = wide.idxmin(axis=1)

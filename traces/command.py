@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import multiprocessing
 import os
@@ -9,20 +10,19 @@ import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
 
+from golfprof.errors import TraceError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 
 from .diagnose import diagnose
 from .discover import TraceFile, discover
-from golfprof.errors import TraceError
-
 from .load import load_trace
-from .report import render, to_json
-from .summary import RankSummary, combine, summarize_rank
-
+from .report import rank_label, render, to_json
+from .summary import RankSummary, RunSummary, combine, summarize_rank
 
 PARALLEL_MIN_BYTES = 4 << 20  # below this on disk, starting worker processes costs more than it saves
 
@@ -53,11 +53,70 @@ def _phase_pattern(phases: str) -> re.Pattern[str]:
         raise TraceError(f"--phases {phases!r} is not a valid regex ({e})") from None
 
 
+def _write_merged(out: Path, window: dict[int, TraceFile], run: RunSummary) -> int:
+    """Every rank of ``window`` into one Perfetto trace at ``out`` (gzip if it ends .gz); returns the events written."""
+    from . import merge
+
+    by_rank = {r.rank: r for r in run.ranks}
+    offsets = dict(zip(run.clocks["rank"], run.clocks["offset_us"])) if not run.clocks.empty else {}
+    shift = merge.shifts({r: by_rank[r].start_us for r in window}, {r: by_rank[r].base_us for r in window}, offsets)
+    tmp = out.with_name(f".{out.name}.tmp")
+    n = 0
+    try:
+        opener = gzip.open if out.name.endswith(".gz") else open
+        with opener(tmp, "wt", encoding="utf-8") as fh:
+            fh.write('{"displayTimeUnit":"ms","golfprof":')
+            fh.write(json.dumps({"merged_ranks": sorted(window), "shift_us": {str(r): v for r, v in shift.items()},
+                                 "clock_offsets_us": {str(r): v for r, v in offsets.items() if v == v}}))
+            fh.write(',"traceEvents":[\n')
+            for rank, tf in sorted(window.items()):
+                for e in merge.chrome_events(load_trace(tf.path), rank, shift[rank]):
+                    fh.write(("," if n else "") + e + "\n")
+                    n += 1
+            fh.write("]}\n")
+        os.replace(tmp, out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TraceError(f"{out}: cannot write the merged trace ({e.strerror or e})") from None
+    return n
+
+
+def _check_windows(path: Path, runs: list[RunSummary]) -> None:
+    """For a golfprof run directory: each rank's profiled steps against its step timers (``typical``)."""
+    from golfprof.profiler.rundir import RunDir
+
+    from .typical import window_note, window_vs_timers
+
+    rd = RunDir(path)
+    if not rd.summary.is_file():
+        return
+    try:
+        warmup = int(rd.read_summary().get("warmup_steps") or 1)
+    except (OSError, ValueError, TypeError):
+        warmup = 1
+    for run in runs:
+        for r in run.ranks:
+            if not rd.steps(r.rank).is_file():
+                continue
+            try:
+                timers = rd.steps_frame(r.rank)
+            except (OSError, ValueError) as e:
+                r.notes = [*r.notes, f"step timers unreadable ({e}): the window is not checked against them"]
+                continue
+            r.window_check = window_vs_timers(timers, r.step_numbers, warmup)
+            note = window_note(r.window_check) if r.window_check else None
+            if note:
+                r.notes = [*r.notes, note]
+
+
 def analyze(
     path: Path = typer.Argument(..., help="run directory, folder of per-rank traces, or one .json/.json.gz trace"),
     json_out: bool = typer.Option(False, "--json", help="write the analysis as JSON to stdout instead of tables"),
     phases: str = typer.Option(DEFAULT_PHASE_REGEX, "--phases", help="regex picking the CPU ranges that are phases"),
     jobs: int = typer.Option(0, "--jobs", help="processes loading ranks in parallel (0: one per CPU core)"),
+    merged_trace: Optional[Path] = typer.Option(None, "--merged-trace", help="also write every rank of the first "
+                                                "profiling window into one Perfetto trace (.json or .json.gz): one "
+                                                "process per rank, clocks aligned, phases kept"),
 ) -> None:
     """Attribute GPU time to training phases, check communication and rank skew, list findings."""
     err = Console(stderr=True)
@@ -65,22 +124,39 @@ def analyze(
     n_jobs = jobs if jobs > 0 else _cpus()
     found = discover(path)
     runs = [combine(_summaries(window, pattern.pattern, i, n_jobs), pattern) for i, window in enumerate(found.windows)]
+    _check_windows(Path(path), runs)
     findings = [d for run in runs for d in diagnose(run)]
-    warnings = list(found.warnings) + [f"rank {r.rank}: {n}" for run in runs for r in run.ranks for n in r.notes]
+    warnings = list(found.warnings) + [f"rank {rank_label(r)}: {n}" for run in runs for r in run.ranks for n in r.notes]
     for w in found.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    if merged_trace is not None:
+        n = _write_merged(merged_trace, found.windows[0], runs[0])
+        more = f" (the first of {len(runs)} profiling windows)" if len(runs) > 1 else ""
+        err.print(f"merged trace: {merged_trace}: {len(found.windows[0])} rank(s){more}, {n} events; open it in "
+                  "ui.perfetto.dev", markup=False, highlight=False, soft_wrap=True)
     if json_out:
         sys.stdout.write(json.dumps(to_json(str(path), runs, findings, warnings), indent=2) + "\n")
     else:
         render(Console(width=None if sys.stdout.isatty() else 200), runs, findings)  # piped: do not squeeze
 
 
+def _rank_pair(ranks: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*", ranks)
+    if m is None:
+        raise TraceError(f"--ranks {ranks!r}: expected two ranks, A's and B's, as in --ranks 0,1")
+    return int(m.group(1)), int(m.group(2))
+
+
 def diff(
     run_a: Path = typer.Argument(..., help="baseline: run directory, folder of per-rank traces, or one trace"),
-    run_b: Path = typer.Argument(..., help="the run to explain, same forms"),
+    run_b: Optional[Path] = typer.Argument(None, help="the run to explain, same forms (default with --ranks: RUN_A)"),
     json_out: bool = typer.Option(False, "--json", help="write the diff as JSON to stdout instead of tables"),
     phases: str = typer.Option(DEFAULT_PHASE_REGEX, "--phases", help="regex picking the CPU ranges that are phases"),
     top: int = typer.Option(15, "--top", help="changed kernels to list per rank"),
+    ranks: Optional[str] = typer.Option(None, "--ranks", help="compare rank A of RUN_A with rank B of RUN_B (or of "
+                                        "RUN_A when RUN_B is not given), as A,B: --ranks 0,1"),
+    kernel_names: str = typer.Option("grouped", "--kernel-names", help="grouped: fold template arguments, Triton "
+                                     "suffixes and tile sizes; full: exact names, so tile-size variants stay apart"),
 ) -> None:
     """Where the milliseconds went from A to B: per phase and rank, kernels, collectives."""
     from .diff import diff_rank
@@ -89,18 +165,51 @@ def diff(
 
     err = Console(stderr=True)
     pattern = _phase_pattern(phases)
-    a, b = load_ranks(run_a, pattern), load_ranks(run_b, pattern)
-    common = sorted(set(a) & set(b))
-    if not common:
-        raise TraceError(f"no rank is in both runs (A has {sorted(a)}, B has {sorted(b)})")
-    for r in sorted(set(a) ^ set(b)):
-        err.print(f"warning: rank {r} is only in {'A' if r in a else 'B'}; compared ranks: {common}",
-                  markup=False, highlight=False, soft_wrap=True)
-    diffs = [diff_rank(a[r][0], b[r][0], a[r][1], b[r][1]) for r in common]
+    if kernel_names not in ("grouped", "full"):
+        raise TraceError(f"--kernel-names {kernel_names!r}: valid: grouped, full")
+    grouped = kernel_names == "grouped"
+    if run_b is None and ranks is None:
+        raise TraceError("give RUN_B, or --ranks A,B to compare two ranks of RUN_A")
+    run_a = _prediction_of(run_a, "A", err)
+    run_b = None if run_b is None else _prediction_of(run_b, "B", err)
+    a = load_ranks(run_a, pattern, grouped)
+    b = a if run_b is None else load_ranks(run_b, pattern, grouped)
+    pairs = None
+    if ranks is not None:
+        ra, rb = _rank_pair(ranks)
+        for r, side, have in ((ra, "A", a), (rb, "B", b)):
+            if r not in have:
+                raise TraceError(f"--ranks {ranks}: {side} has no rank {r} (it has {sorted(have)})")
+        pairs = {ra: rb}
+        common = [ra]
+        diffs = [diff_rank(a[ra][0], b[rb][0], a[ra][1], b[rb][1])]
+        steps = {ra: (a[ra][0].step_ms, b[rb][0].step_ms)}
+    else:
+        common = sorted(set(a) & set(b))
+        if not common:
+            raise TraceError(f"no rank is in both runs (A has {sorted(a)}, B has {sorted(b)})")
+        for r in sorted(set(a) ^ set(b)):
+            err.print(f"warning: rank {r} is only in {'A' if r in a else 'B'}; compared ranks: {common}",
+                      markup=False, highlight=False, soft_wrap=True)
+        diffs = [diff_rank(a[r][0], b[r][0], a[r][1], b[r][1]) for r in common]
+        steps = {r: (a[r][0].step_ms, b[r][0].step_ms) for r in common}
     for d in diffs:
         d.changed = d.changed.head(top)
-    steps = {r: (a[r][0].step_ms, b[r][0].step_ms) for r in common}
+    b_name = str(run_b if run_b is not None else run_a)
     if json_out:
-        sys.stdout.write(json.dumps(diff_json(str(run_a), str(run_b), diffs, steps), indent=2) + "\n")
+        sys.stdout.write(json.dumps(diff_json(str(run_a), b_name, diffs, steps, pairs), indent=2) + "\n")
     else:
-        render_diff(Console(width=None if sys.stdout.isatty() else 200), diffs, steps)
+        render_diff(Console(width=None if sys.stdout.isatty() else 200), diffs, steps, pairs)
+
+
+def _prediction_of(path: Path, which: str, err: Console) -> Path:
+    """A simulated run is compared through its predicted timeline (its own trace has no communication)."""
+    from .predict import predicted_traces
+
+    folder = predicted_traces(path)
+    if folder is None:
+        return path
+    err.print(f"note: {which} is a simulated run: comparing its predicted traces ({folder}); "
+              "B - A of a simulated B against a real A is predicted minus measured", markup=False, highlight=False,
+              soft_wrap=True)
+    return folder

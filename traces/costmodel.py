@@ -189,7 +189,8 @@ def _v(d: dict[str, Any], key: str, where: str) -> Any:
         raise ConfigError(f"{where}: missing {key!r}")
     item = d[key]
     if not isinstance(item, dict) or "value" not in item or not str(item.get("source", "")).strip():
-        raise ConfigError(f"{where}: {key!r} must be {{\"value\": ..., \"source\": \"...\"}} (every number cites its source)")
+        raise ConfigError(f"{where}: {key!r} must be {{\"value\": ..., \"source\": \"...\"}} "
+                          "(every number cites its source)")
     return item["value"]
 
 

@@ -79,6 +79,14 @@ def _window(ev: pd.DataFrame, st: pd.DataFrame) -> tuple[float, float]:
     return (float(ev["ts"].min()), float((ev["ts"] + ev["dur"]).max())) if len(ev) else (0.0, 0.0)
 
 
+def event_classes(trace: Trace) -> np.ndarray:
+    """``metrics.kernel_class`` of every event row, cached on the trace (HTA's figures and the GPU work share it)."""
+    hit = trace.derived.get("classes")
+    if hit is None:
+        hit = trace.derived["classes"] = metrics.kernel_class(trace.events["name"])
+    return hit
+
+
 def compute_work(trace: Trace) -> Work:
     """Every GPU row with its launch, kernel class, profiled step and collective (uncached: see :func:`work`)."""
     ev = trace.events
@@ -86,7 +94,7 @@ def compute_work(trace: Trace) -> Work:
     g = attribute.launched_work(ev)
     launched = g["launch_thread"].to_numpy() >= 0
     recorded = bool(launched.any()) or g.empty
-    cls = metrics.kernel_class(g["name"])
+    cls = event_classes(trace)[g.index.to_numpy()]
     before = ~launched & recorded
     if st.empty:  # the whole trace is one window
         step_idx = np.zeros(len(g), np.int64)
@@ -96,10 +104,13 @@ def compute_work(trace: Trace) -> Work:
         step_no = st["step"].to_numpy()[np.clip(step_idx, 0, None)]
     step_idx = np.where(before, -1, step_idx)
     g = g.assign(cls=cls, step_idx=step_idx, step=np.where(step_idx >= 0, step_no, -1), before=before)
-    ck = comm.comm_kernels(g, cls, trace.comm_args, _param_rows(ev, trace.comm_args, g))
-    extra = {c: pd.Series(ck[c].to_numpy() if c in ck else None, index=ck.index, dtype=object) for c in COMM_COLUMNS}
-    g = g.assign(**{c: s.reindex(g.index) for c, s in extra.items()})
-    g["bytes"] = g["bytes"].astype(float)
+    if (cls == metrics.COMM).any():
+        ck = comm.comm_kernels(g, cls, trace.comm_args, _param_rows(ev, trace.comm_args, g))
+        g = g.assign(**{c: pd.Series(ck[c].to_numpy(), index=ck.index, dtype=object).reindex(g.index)
+                        for c in COMM_COLUMNS})
+        g["bytes"] = g["bytes"].astype(float)
+    else:  # no collective: the columns, empty
+        g = g.assign(**{c: np.full(len(g), None, dtype=object) for c in COMM_COLUMNS}).assign(bytes=np.nan)
     lo, hi = _window(ev, st)
     return Work(steps=st, lo=lo, hi=hi, gpu=g, launches_recorded=recorded)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from . import lateness
 from .summary import RankSummary, RunSummary
 
 LAUNCH_RATIO = 2.0  # CPU time per unit of GPU work that makes a phase launch-bound
@@ -67,10 +68,14 @@ def _launch_bound(r: RankSummary) -> list[Diagnosis]:
         if isinstance(up, str):
             continue
         row = p.loc[name]
+        n_k, n_c = float(row["kernels"]), float(row.get("copies", 0.0))
+        work = f"{n_k:.0f} kernel{'' if round(n_k) == 1 else 's'}"
+        if n_c >= 0.5:
+            work += f", {n_c:.0f} cop{'y' if round(n_c) == 1 else 'ies'}"
         out.append(Diagnosis(
             kind="launch_bound",
             message=(f"{name} is launch-bound: {active[name]:.1f} ms on the CPU for {row['gpu_busy_ms']:.2f} ms "
-                     f"of GPU work ({row['kernels']:.0f} kernels per step); the GPU idles "
+                     f"of GPU work ({work} per step); the GPU idles "
                      f"{row['gpu_idle_ms']:.1f} ms per step waiting for it"),
             cost_ms=float(row["gpu_idle_ms"]),
             ranks=[r.rank],
@@ -144,7 +149,9 @@ def _idle(r: RankSummary) -> list[Diagnosis]:
     )]
 
 
-def _skew(skew: pd.DataFrame) -> list[Diagnosis]:
+def _skew(skew: pd.DataFrame, late: pd.DataFrame | None = None) -> list[Diagnosis]:
+    """Ranks waiting in collectives for a late peer, and (``lateness.late_reasons``) where the peer was."""
+    why = {} if late is None or late.empty else {(int(x["rank"]), x["op"]): x for _, x in late.iterrows()}
     out = []
     for _, s in skew.iterrows():
         w, total = s["wait_ms_per_step"], s["comm_ms_per_step"]
@@ -154,14 +161,19 @@ def _skew(skew: pd.DataFrame) -> list[Diagnosis]:
             continue
         peer = int(s["waits_for"])
         op = s["op"].replace("_", "-")
+        reason = why.get((int(s["rank"]), s["op"]))
+        numbers = {"op": s["op"], "waits_for": peer, "wait_ms_per_step": float(w), "comm_ms_per_step": float(total)}
+        if reason is not None:
+            numbers |= {k: reason[k] for k in ("start_late_ms", "launch_late_ms", "queue_ms", "queue_busy_ms",
+                                               "queue_phase", "queue_kernel")}
         out.append(Diagnosis(
             kind="rank_skew",
             message=(f"rank {s['rank']} waits {w:.1f} ms per step in {op} for rank {peer} "
-                     f"({100 * w / total:.0f}% of its {op} time)"),
+                     f"({100 * w / total:.0f}% of its {op} time)"
+                     + (f"; {lateness.explain(reason)}" if reason is not None else "")),
             cost_ms=float(w),
             ranks=[int(s["rank"])],
-            numbers={"op": s["op"], "waits_for": peer, "wait_ms_per_step": float(w),
-                     "comm_ms_per_step": float(total)},
+            numbers=numbers,
         ))
     return out
 
@@ -185,7 +197,7 @@ def _merge_ranks(found: list[Diagnosis]) -> list[Diagnosis]:
 
 def diagnose(run: RunSummary) -> list[Diagnosis]:
     """Every rank's findings that clear the cost floor (``cost_floor``), merged across ranks, largest first."""
-    skew = _skew(run.skew)
+    skew = _skew(run.skew, run.late)
     found: list[Diagnosis] = []
     for r in run.ranks:
         floor = cost_floor(r.step_ms)

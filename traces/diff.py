@@ -28,8 +28,9 @@ class RankDiff:
 
     @property
     def empty(self) -> bool:
-        phase_moved = any((self.phases[f"{c}_delta"].abs() > EPS).any() for c in PHASE_COLUMNS) if len(self.phases) else False
-        return not (phase_moved or len(self.appeared) or len(self.vanished) or len(self.changed) or len(self.collectives))
+        phase_moved = len(self.phases) > 0 and any((self.phases[f"{c}_delta"].abs() > EPS).any() for c in PHASE_COLUMNS)
+        kernels = len(self.appeared) or len(self.vanished) or len(self.changed)
+        return not (phase_moved or kernels or len(self.collectives))
 
 
 def phase_diff(a: RankSummary, b: RankSummary) -> pd.DataFrame:
@@ -53,13 +54,15 @@ def kernel_diff(ka: pd.DataFrame, kb: pd.DataFrame, top: int = 15) -> tuple[pd.D
         m[c] = m[c].fillna(0.0)
     m["ms_delta"] = m["ms_per_step_b"] - m["ms_per_step_a"]
     m["count_delta"] = m["count_per_step_b"] - m["count_per_step_a"]
-    cols = ["kernel", "count_per_step_a", "count_per_step_b", "count_delta", "ms_per_step_a", "ms_per_step_b", "ms_delta"]
+    cols = ["kernel", "count_per_step_a", "count_per_step_b", "count_delta", "ms_per_step_a", "ms_per_step_b",
+            "ms_delta"]
     by_size = lambda df: df.reindex(df["ms_delta"].abs().sort_values(ascending=False, kind="stable").index)[cols]  # noqa: E731
     appeared = by_size(m[m["_merge"] == "right_only"])
     vanished = by_size(m[m["_merge"] == "left_only"])
     both = m[m["_merge"] == "both"]
     moved = both[(both["ms_delta"].abs() > EPS) | (both["count_delta"].abs() > EPS)]
-    return appeared.reset_index(drop=True), vanished.reset_index(drop=True), by_size(moved).head(top).reset_index(drop=True)
+    changed = by_size(moved).head(top).reset_index(drop=True)
+    return appeared.reset_index(drop=True), vanished.reset_index(drop=True), changed
 
 
 def family_diff(ka: pd.DataFrame, kb: pd.DataFrame) -> pd.DataFrame:

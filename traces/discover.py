@@ -30,6 +30,8 @@ class TraceFile:
     run: str | None  # identity of the golfprof run that wrote it (variant + config), if known
     variant: str | None
     rank_known: bool = True  # False: a lone file that records no rank (analysed as rank 0, shown as '?')
+    run_id: str | None = None  # which run of that config: one id for all its ranks and windows (golfprof metadata)
+    started: str | None = None  # that run's recorded start (env.json's "started")
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,18 @@ def _describe(path: Path, header: dict[str, Any], only_file: bool) -> TraceFile:
     rank = _int(dist.get("rank"))
     if rank is None:
         rank = _int(gp.get("rank"))
+    world = _int(dist.get("world_size")) or _int(gp.get("world_size"))
     known = True
     if rank is None:
         m = _RANK_IN_NAME.search(path.name)
-        rank, known = (int(m.group(1)), True) if m else (0 if only_file else None, False)
+        # a lone trace of no recorded world is one process's: rank 0; of a world of several, an unknown rank
+        rank, known = (int(m.group(1)), True) if m else (0 if only_file else None, not (world or 1) > 1)
     if rank is None:
         raise TraceError(f"{path}: cannot tell its rank (no distributedInfo.rank, no rank<N> in the name)")
-    world = _int(dist.get("world_size")) or _int(gp.get("world_size"))
     run = json.dumps([gp.get("variant"), gp.get("config")], sort_keys=True, default=str) if gp else None
-    return TraceFile(path=path, rank=rank, world_size=world, run=run, variant=gp.get("variant"), rank_known=known)
+    return TraceFile(path=path, rank=rank, world_size=world, run=run, variant=gp.get("variant"), rank_known=known,
+                     run_id=gp.get("run_id") if isinstance(gp.get("run_id"), str) else None,
+                     started=str(gp["run_started"]) if gp.get("run_started") else None)
 
 
 def _ranges(nums: list[int]) -> str:
@@ -104,6 +109,15 @@ def _refuse_mixed(path: Path, described: list[TraceFile]) -> None:
         else:
             why = f"golfprof config differs between {a.path.name} and {b.path.name}"
         raise TraceError(f"{path}: mixed runs in one folder: {why}")
+    by_id: dict[str, TraceFile] = {}
+    for f in sorted(described, key=lambda f: f.path.name):
+        if f.run_id is not None:
+            by_id.setdefault(f.run_id, f)
+    if len(by_id) > 1:  # one configuration, run twice: windows of two runs are not windows of one
+        a, b = list(by_id.values())[:2]
+        raise TraceError(f"{path}: mixed runs in one folder: two runs of one configuration, {a.path.name} "
+                         f"(run started {a.started}) and {b.path.name} (run started {b.started}); "
+                         "pass one run's traces")
 
 
 def discover(path: Path) -> Discovery:
@@ -139,7 +153,12 @@ def discover(path: Path) -> Discovery:
     elif worlds:
         world = worlds.pop()
         missing = sorted(set(range(world)) - set(by_rank))
+        found = f"world_size {world}, found {len(by_rank)}"
+        # golfprof writes every rank's trace, so a gap in its set is a lost rank: bad input. Elsewhere tracing a
+        # few ranks of a large job is common practice, and a single file is one rank by choice: a warning.
+        if missing and len(files) > 1 and runs:
+            raise TraceError(f"{path}: ranks missing from the set: {_ranges(missing)} ({found}); "
+                             "pass a folder with every rank's trace, or one trace file")
         if missing:
-            found = f"world_size {world}, found {len(by_rank)}"
             warnings.append(f"ranks missing from the set: {_ranges(missing)} ({found})")
     return Discovery(windows=windows, warnings=warnings)

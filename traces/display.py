@@ -13,7 +13,13 @@ from . import events
 
 PHASE_WIDTH = 24  # characters of a phase name at 80 columns (before its indent)
 ELLIPSIS = "…"
-_SEGMENT = re.compile(r"^([^:/]+[:/])")
+_SEGMENT = re.compile(r"^([^\w\s]+\s*|[^:/]+[:/])")  # '## ' of '## forward ##', 'phase:' of 'phase:fwd'
+_META = re.compile(r"([.^$*+?{}\[\]\\|()])")
+
+
+def _escape(s: str) -> str:
+    """re.escape for a shell argument: only the characters a regex reads specially ('#', ' ' are not)."""
+    return _META.sub(r"\\\1", s)
 
 
 def fmt_bytes(n: float | None) -> str:
@@ -90,7 +96,7 @@ def suggest_phases(ev: pd.DataFrame, st: pd.DataFrame) -> tuple[list[str], str] 
     prefixes = Counter(mt.group(1) for n in names if (mt := _SEGMENT.match(n)))
     prefix, count = prefixes.most_common(1)[0] if prefixes else ("", 0)
     if count >= max(2, len(names) // 2):
-        regex = "^" + re.escape(prefix)
+        regex = "^" + _escape(prefix)
     else:
-        regex = "^(" + "|".join(re.escape(n) for n in names[:6]) + ")$"
+        regex = "^(" + "|".join(_escape(n) for n in names[:6]) + ")$"
     return names, regex

@@ -30,10 +30,14 @@ def name_pattern(name: str) -> str:
 
 # Attention kernels by backend, matched on the full name (template arguments included: FA3's kernels are
 # `cutlass::device_kernel<flash::FlashAttn...>`); first match wins (cuDNN's names hold "flash_fprop").
-# tests/model/test_attention.py's profiled compiled steps check these names on a GPU.
+# tests/model/test_attention.py's profiled compiled steps check these names on a GPU; seen on an H200
+# (torch 2.11, cuDNN 9.19): cuDNN's backward also runs cudnn::fusion::compute_dot_do_o_specialized,
+# convert_dq_to_32bits and fmha_reduce_head (dK/dV summed over each KV head's query heads), Inductor fuses
+# flex's neighbours into its template (`triton_tem_fused__fused_rms_norm_..._flex_attention_...`).
 ATTENTION_KERNELS: dict[str, re.Pattern[str]] = {
     "fa3": re.compile(r"flash::FlashAttn\w*"),
-    "cudnn": re.compile(r"\w*cudnn\w*sdpa\w*|\w*sdpa\w*_[fb]prop\w*|\w*flash_[fb]prop\w*"),
+    "cudnn": re.compile(r"\w*cudnn\w*sdpa\w*|\w*sdpa\w*_[fb]prop\w*|\w*flash_[fb]prop\w*"
+                        r"|cudnn::fusion::\w*(?:dot_do_o|dq|fmha)\w*"),
     "flash": re.compile(r"pytorch_flash::\w+|\bflash_(?:fwd|bwd)\w*"),
     "flex": re.compile(r"\w*flex_attention\w*"),
     "efficient": re.compile(r"fmha_cutlass[FB]\w*|\w*MemEffAttention\w*"),
@@ -53,7 +57,7 @@ def attention_backend(name: str) -> str | None:
 
 
 def group_name(name: str) -> str:
-    """`name_pattern`, attention kernels labelled with their backend: `attention/flash: pytorch_flash::flash_fwd_kernel`."""
+    """`name_pattern`, attention kernels labelled by backend: `attention/flash: pytorch_flash::flash_fwd_kernel`."""
     pattern = name_pattern(name)
     backend = attention_backend(name)
     if backend is None:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from golfprof.errors import TraceError
-
 import numpy as np
 import pandas as pd
+
+from golfprof.errors import TraceError
 
 _CHUNK_CHARS = 1 << 22
 _MAX_VALUE_CHARS = 1 << 28  # one JSON value larger than this is not a trace event
@@ -210,7 +210,7 @@ def _walk(path: Path, cols: _Columns | None) -> dict[str, Any]:
     try:
         return _walk_doc(path, cols)
     except TraceError as e:
-        if "gzip" in str(e):
+        if "gzip" in str(e).removeprefix(str(path)):  # the gzip layer already named its fault
             raise
         fault = _gzip_fault(path)
         if fault is None:

@@ -144,18 +144,22 @@ def hta_step_names(events: pd.DataFrame) -> set[str]:
     return {n for n in used if STEP_RE.match(n)}
 
 
-def hta_cpu_compute(events: pd.DataFrame) -> tuple[int, float]:
+def hta_cpu_compute(events: pd.DataFrame, classes: np.ndarray | None = None) -> tuple[int, float]:
     """CPU-side rows HTA counts as GPU compute kernels (count, total µs): CPU ops carrying a numeric
     ``args.stream``, as Triton's ``cpu_op`` launch rows do. golfprof's own figures count GPU work only,
     so these explain a gap between the two overlaps."""
     stream = events["stream"].to_numpy()
     cpu = ~events["cat"].isin(GPU_CATS).to_numpy()
-    m = cpu & (stream >= 0) & (kernel_class(events["name"]) == COMPUTE)
+    cls = kernel_class(events["name"]) if classes is None else classes
+    m = cpu & (stream >= 0) & (cls == COMPUTE)
     return int(m.sum()), float(events["dur"].to_numpy()[m].sum())
 
 
-def hta_figures(events: pd.DataFrame, ts_is_float: bool, drop_last_step: bool) -> HtaFigures | None:
-    """HTA's idle / compute / overlap for one rank; None where HTA has no kernels (it crashes there)."""
+def hta_figures(events: pd.DataFrame, ts_is_float: bool, drop_last_step: bool,
+                classes: np.ndarray | None = None) -> HtaFigures | None:
+    """HTA's idle / compute / overlap for one rank; None where HTA has no kernels (it crashes there).
+
+    ``classes``: ``kernel_class(events["name"])`` when the caller has it already."""
     ts = events["ts"].to_numpy()
     end = ts + events["dur"].to_numpy()
     if ts_is_float:
@@ -174,7 +178,7 @@ def hta_figures(events: pd.DataFrame, ts_is_float: bool, drop_last_step: bool) -
     k = keep & (stream != -1)
     if not k.any():
         return None
-    cls = kernel_class(events["name"])
+    cls = kernel_class(events["name"]) if classes is None else classes
     all_k = merge(ts[k], end[k])
     span = float(all_k[1][-1] - all_k[0][0])
     comp = merge(ts[k & (cls == COMPUTE)], end[k & (cls == COMPUTE)])

@@ -16,12 +16,14 @@ from .load import Trace, load_trace
 from .summary import RankSummary, summarize_rank
 
 
-def summary_and_kernels(trace: Trace, rank: int, pattern: re.Pattern[str]) -> tuple[RankSummary, pd.DataFrame]:
-    """One trace's summary and grouped kernel table (both read the trace's cached derived columns)."""
-    return summarize_rank(trace, rank, pattern), kernel_table(trace)
+def summary_and_kernels(trace: Trace, rank: int, pattern: re.Pattern[str],
+                        grouped: bool = True) -> tuple[RankSummary, pd.DataFrame]:
+    """One trace's summary and kernel table, grouped or by full name (both read the trace's cached derived columns)."""
+    return summarize_rank(trace, rank, pattern), kernel_table(trace, grouped)
 
 
-def load_ranks(path: Path, pattern: re.Pattern[str]) -> dict[int, tuple[RankSummary, pd.DataFrame]]:
-    """First profiling window of a run: rank -> (summary, grouped kernel table). Raises TraceError."""
-    return {rank: summary_and_kernels(load_trace(tf.path), rank, pattern)
+def load_ranks(path: Path, pattern: re.Pattern[str],
+               grouped: bool = True) -> dict[int, tuple[RankSummary, pd.DataFrame]]:
+    """First profiling window of a run: rank -> (summary, kernel table). Raises TraceError."""
+    return {rank: summary_and_kernels(load_trace(tf.path), rank, pattern, grouped)
             for rank, tf in discover(path).windows[0].items()}

@@ -41,6 +41,11 @@ class RoleStep:
     wait: np.ndarray  # per collective: when its result was first waited on (inf: never in this step)
     end: float  # measured end of the step (≥ every item's end)
     begin: float = 0.0  # measured start of the step
+    reported: float | None = None  # the step's length as the run reported it (µs; its timers), if known
+
+    @property
+    def measured(self) -> float:
+        return self.reported if self.reported is not None else self.end - self.begin
 
 
 @dataclass
@@ -170,14 +175,15 @@ def step_figures(steps: list[tuple[list[RoleStep], StepReplay]], colls: pd.DataF
     """Per-step figures of the world (the slowest role) and of each role, as medians over steps.
 
     ``colls`` describes the collectives of one step (op, dtype, bytes, phase, us); ``phase_marks``
-    gives, per step and role 0, each phase's measured (start, end), for predicted phase lengths.
+    gives, per step, each phase's measured (start, end) on the step's clock: the optimizer phase of the
+    slowest role grows by the delay its compute took on inside it (``optimizer_added_ms``).
     """
     world_ms, roles_ms, opt_ms = [], [], []
     exp_ms, comm_ms, over_ms = [], [], []
     per_phase: list[dict[str, float]] = []
     per_coll: list[np.ndarray] = []
     for n, (rsteps, rep) in enumerate(steps):
-        lengths = [(tl.step_end - rs.begin) / 1e3 for rs, tl in zip(rsteps, rep.roles)]
+        lengths = [(rs.measured + tl.delta) / 1e3 for rs, tl in zip(rsteps, rep.roles)]
         world_ms.append(max(lengths))
         roles_ms.append(lengths)
         slow = int(np.argmax(lengths))
@@ -190,10 +196,9 @@ def step_figures(steps: list[tuple[list[RoleStep], StepReplay]], colls: pd.DataF
         per_coll.append(pc)
         phases = colls["phase"].fillna("").to_numpy() if len(colls) else np.array([])
         per_phase.append({p: float(pc[phases == p].sum()) for p in dict.fromkeys(phases)})
-        if phase_marks is not None and n < len(phase_marks) and "golfprof/step/optimizer" in phase_marks[n]:
-            a, b = phase_marks[n]["golfprof/step/optimizer"]
-            r0, t0 = rsteps[0], rep.roles[0]
-            opt_ms.append(((b + delay_at(r0, t0, b)) - (a + delay_at(r0, t0, a))) / 1e3)
+        if phase_marks is not None and n < len(phase_marks) and OPTIMIZER_PHASE in phase_marks[n]:
+            a, b = phase_marks[n][OPTIMIZER_PHASE]  # the slowest role's optimizer grows by the delay it took on
+            opt_ms.append((delay_at(rs, tl, b) - delay_at(rs, tl, a)) / 1e3)
     med = lambda xs: float(np.median(xs)) if len(xs) else None  # noqa: E731
     comm_total = med(comm_ms)
     coll = colls.assign(modelled_ms=colls["us"] / 1e3 if len(colls) else [],
@@ -201,11 +206,12 @@ def step_figures(steps: list[tuple[list[RoleStep], StepReplay]], colls: pd.DataF
     return {
         "ms_per_step": med(world_ms),
         "ms_per_step_by_role": [med([r[i] for r in roles_ms]) for i in range(len(roles_ms[0]))] if roles_ms else [],
-        "optimizer_ms": med(opt_ms),
+        "optimizer_added_ms": med(opt_ms),
         "comm_ms": comm_total,
         "exposed_comm_ms": med(exp_ms),
         "comm_comp_overlap_pct": 100 * med(over_ms) / comm_total if comm_total else None,
-        "exposed_comm_ms_by_phase": {p: med([d.get(p, 0.0) for d in per_phase]) for p in (per_phase[0] if per_phase else {})},
+        "exposed_comm_ms_by_phase": {p: med([d.get(p, 0.0) for d in per_phase])
+                                     for p in (per_phase[0] if per_phase else {})},
         "collectives": coll,
     }
 
@@ -233,7 +239,8 @@ def phase_intervals(phase_events: pd.DataFrame) -> pd.DataFrame:
 
 def cpu_role_steps(colls: pd.DataFrame, phase_events: pd.DataFrame, steps: list[int]) -> dict[int, RoleStep]:
     """A CPU rank's steps as RoleSteps: the thread is the compute stream, cut at every collective call
-    and wait, so each stretch of CPU work is one item (launched where it starts)."""
+    and wait and at every phase mark, so each stretch of CPU work is one item (launched where it starts)
+    inside one phase."""
     iv = phase_intervals(phase_events)
     out = {}
     for s in steps:
@@ -245,16 +252,29 @@ def cpu_role_steps(colls: pd.DataFrame, phase_events: pd.DataFrame, steps: list[
         issue = c.issue_ns.to_numpy(float) / 1e3
         wait = c.wait_ns.to_numpy(float) / 1e3
         wait = np.where(np.isfinite(wait) & (wait <= end), wait, np.inf)
-        cuts = np.unique(np.clip(np.r_[begin, issue, wait[np.isfinite(wait)], end], begin, end))
+        marks = iv[(iv.step == s) & (iv.phase != STEP_PHASE)]
+        cuts = np.r_[begin, issue, wait[np.isfinite(wait)], marks.ts.to_numpy(float), marks.end.to_numpy(float), end]
+        cuts = np.unique(np.clip(cuts, begin, end))
         starts, ends = cuts[:-1], cuts[1:]
-        out[s] = RoleStep(launch=starts, start=starts, dur=ends - starts, stream=np.zeros(len(starts), np.int64),
-                          issue=issue, wait=wait, end=end, begin=begin)
+        # every role's clock starts at its own step start: the roles ran one after the other, and the
+        # steps of a real world start together (each ends in collectives every rank takes part in)
+        out[s] = RoleStep(launch=starts - begin, start=starts - begin, dur=ends - starts,
+                          stream=np.zeros(len(starts), np.int64), issue=issue - begin, wait=wait - begin,
+                          end=end - begin, begin=0.0)
     return out
 
 
 def step_phase_marks(phase_events: pd.DataFrame, steps: list[int]) -> list[dict[str, tuple[float, float]]]:
-    iv = phase_intervals(phase_events)
+    """Per step, each phase's (start, end) in µs from the step's start (the clock of cpu_role_steps)."""
+    iv = step_relative(phase_intervals(phase_events))
     return [{r.phase: (r.ts, r.end) for r in iv[iv.step == s].itertuples()} for s in steps]
+
+
+def step_relative(iv: pd.DataFrame) -> pd.DataFrame:
+    """Phase intervals on each step's own clock (0 = the step's start)."""
+    begin = iv[iv.phase == STEP_PHASE].set_index("step").ts
+    off = iv.step.map(begin).fillna(0.0)
+    return iv.assign(ts=iv.ts - off, end=iv.end - off)
 
 
 def one_step_collectives(colls: pd.DataFrame, step: int) -> pd.DataFrame:
@@ -281,9 +301,11 @@ COMM_STREAM = 99  # the modelled collectives' stream in a predicted trace
 COMPUTE_STREAM = 7
 
 
+MODELLED = "(modelled by golfprof)"  # ends the kernel name of every modelled collective: how readers tell them
+
+
 def comm_kernel_name(op: str, dtype: str | None, protocol: str) -> str:
-    return (f"ncclDevKernel_{_KERNEL_OP.get(op, 'AllReduce')}_Sum_{dtype or 'f32'}_RING_{protocol or 'SIMPLE'}"
-            "(modelled by golfprof)")
+    return f"ncclDevKernel_{_KERNEL_OP.get(op, 'AllReduce')}_Sum_{dtype or 'f32'}_RING_{protocol or 'SIMPLE'}{MODELLED}"
 
 
 def predicted_trace(rank: int, world: int, cpu_ranges: list[tuple[str, float, float]],
@@ -320,3 +342,68 @@ def predicted_trace(rank: int, world: int, cpu_ranges: list[tuple[str, float, fl
     return {"schemaVersion": 1, "deviceProperties": [], "traceName": "golfprof predicted",
             "distributedInfo": {"backend": "nccl", "rank": rank, "world_size": world},
             "golfprof": meta | {"rank": rank, "world_size": world, "predicted": True}, "traceEvents": ev}
+
+
+# ---- inputs from a GPU rank's Kineto trace ---------------------------------------------------------
+
+COMM_RE = r"^golfprof\.comm#(\d+) "
+WAIT_RE = r"^golfprof\.wait#(\d+)$"
+
+
+@dataclass
+class TraceStep:
+    """One profiled step of a GPU trace, on the step's clock (0 = its ProfilerStep start)."""
+
+    step: int
+    role: RoleStep
+    names: list[str]
+    seqs: list[int]  # recorder sequence numbers of its collectives, issue order
+    ranges: list[tuple[str, float, float]]  # golfprof phase ranges on the CPU
+
+
+def gpu_role_steps(ev: pd.DataFrame, colls: pd.DataFrame) -> list[TraceStep]:
+    """A simulated GPU rank's profiled steps: its compute kernels (less those the fake collectives
+    launched to fill their outputs: the data movement a real collective does on its own stream),
+    with the recorder's issue and wait ranges as the points each collective is issued and waited on.
+    A DDP bucket has no wait range: DDP waits for it as backward ends."""
+    import re
+
+    from . import attribute, events, metrics
+
+    st = events.steps(ev)
+    g = attribute.launched_work(ev)
+    g = g[metrics.kernel_class(g["name"].astype("category")) != metrics.COMM] if len(g) else g
+    launch = attribute.launch_time(g) if len(g) else np.zeros(0)
+    comm_r = events.cpu_ranges(ev, re.compile(COMM_RE))
+    wait_r = events.cpu_ranges(ev, re.compile(WAIT_RE))
+    phase_r = events.cpu_ranges(ev, re.compile(r"^golfprof/"))
+    seq_of = lambda names, pat: [int(re.match(pat, n).group(1)) for n in names]  # noqa: E731
+    comm_r = comm_r.assign(seq=seq_of(comm_r["name"], COMM_RE))
+    waits = dict(zip(seq_of(wait_r["name"], WAIT_RE), wait_r["ts"])) if len(wait_r) else {}
+    fill = np.zeros(len(g), bool)
+    for a, b in zip(comm_r["ts"], comm_r["end"]):
+        fill |= (launch >= a) & (launch < b)
+    source = colls.set_index("seq")["source"].to_dict() if len(colls) else {}
+    backward = phase_r[phase_r["name"] == BACKWARD_PHASE]
+    out = []
+    for s, t0, t1 in st[["step", "ts", "end"]].itertuples(index=False):
+        mine = (launch >= t0) & (launch < t1) & ~fill
+        k = g[mine]
+        order = np.argsort(launch[mine], kind="stable")
+        c = comm_r[(comm_r["ts"] >= t0) & (comm_r["ts"] < t1)].sort_values("seq")
+        issue = c["ts"].to_numpy(float)
+        wait = []
+        for seq, ts in zip(c["seq"], issue):
+            w = waits.get(int(seq), np.inf)
+            if source.get(int(seq)) == "ddp":
+                bw = backward[(backward["ts"] <= ts) & (backward["end"] >= ts)]
+                w = float(bw["end"].min()) if len(bw) else np.inf
+            wait.append(w if w < t1 else np.inf)
+        end = max(float(t1), float(k["end"].max()) if len(k) else float(t1))
+        role = RoleStep(launch=launch[mine][order] - t0, start=k["ts"].to_numpy(float)[order] - t0,
+                        dur=k["dur"].to_numpy(float)[order], stream=k["stream"].to_numpy()[order],
+                        issue=issue - t0, wait=np.asarray(wait, float) - t0, end=end - t0, begin=0.0)
+        ph = phase_r[(phase_r["ts"] >= t0) & (phase_r["ts"] < t1)]
+        out.append(TraceStep(int(s), role, list(k["name"].astype(str).to_numpy()[order]), [int(x) for x in c["seq"]],
+                             [(n, a - t0, b - t0) for n, a, b in zip(ph["name"], ph["ts"], ph["end"])]))
+    return out

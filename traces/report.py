@@ -38,7 +38,8 @@ def _before_json(b: pd.DataFrame) -> dict[str, Any]:
     comm = b[b["cls"] == metrics.COMM]
     return {"gpu_ms": _num(b["ms"].sum()), "kernels": int(b["count"].sum()), "comm_ms": _num(comm["ms"].sum()),
             "collectives": int(comm["count"].sum()),
-            "top": [{"kernel": row["kernel"], "op": row["op"] or None, "count": int(row["count"]), "ms": _num(row["ms"])}
+            "top": [{"kernel": row["kernel"], "op": row["op"] or None, "count": int(row["count"]),
+                     "ms": _num(row["ms"])}
                     for row in b.head(10).to_dict("records")]}
 
 
@@ -68,6 +69,9 @@ def _rank_json(r: RankSummary) -> dict[str, Any]:
         "exposed_comm_ms": _num(r.exposed_comm_ms),
         "unattributed_gpu_ms": _num(r.unattributed_gpu_ms),
         "before_window": _before_json(r.before),
+        "window_check": None if r.window_check is None else {k: _num(v) if not isinstance(v, dict) else
+                                                             {str(s): _num(ms) for s, ms in v.items()}
+                                                             for k, v in r.window_check.items()},
         "phases": phases,
         "collectives": [{k: _num(v) for k, v in row.items()} for row in r.collectives.to_dict("records")],
         "notes": r.notes,
@@ -111,8 +115,8 @@ def _table(title: str, columns: list[str], rows: list[list[str]], left: int = 0)
 
     No vertical rules and one space between columns, so that the tables fit 80 columns.
     """
-    t = Table(title=escape(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
-              collapse_padding=True, title_justify="left")
+    t = Table(title=escape(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
+              title_justify="left")
     for i, c in enumerate(columns):
         if i < left:  # names: one line each (phase names come cut to fit, see display.short_names)
             t.add_column(c, justify="left", no_wrap=True, overflow="ellipsis")
@@ -139,11 +143,11 @@ def _rank_table(runs: list[RunSummary], windows: bool) -> Table:
                    fmt_ms(r.exposed_comm_ms), fmt_ms(before)]
             rows.append([str(r.window), *row] if windows else row)
     return _table("ranks: ms per profiled step; ovl % is golfprof's overlap (GPU kernels, every step), HTA's "
-                  "beside it; before: ms of GPU work launched before the window", ["window", *cols] if windows else cols,
-                  rows)
+                  "beside it; before: ms of GPU work launched before the window",
+                  ["window", *cols] if windows else cols, rows)
 
 
-_PHASE_NUMBERS_WIDTH = 53  # the phase table's seven number columns and their gaps
+_PHASE_NUMBERS_WIDTH = 48  # the phase table's seven number columns and their gaps
 
 
 def _phase_table(r: RankSummary, title: str, width: int) -> Table:
@@ -200,15 +204,16 @@ def render(console: Console, runs: list[RunSummary], diagnoses: list[Diagnosis])
         for note in _notes(run, windows):
             console.print(f"[yellow]{escape(note)}[/yellow]")
         shown = shown_ranks([r.rank for r in run.ranks], run.skew, {r.rank: r.step_ms for r in run.ranks})
-        many = ""
         if len(shown) < len(run.ranks):
-            many = f" ({'the late and the earliest' if len(shown) > 1 else 'one'} of {len(run.ranks)}; --json has all)"
+            which = (f"rank {shown[0]} (the others wait for it) and rank {shown[1]} (waits longest)"
+                     if len(shown) > 1 else f"rank {shown[0]}")
+            console.print(f"{len(run.ranks)} ranks: the tables show {which}; --json has every rank", highlight=False)
         for r in (r for r in run.ranks if r.rank in shown):
             where = f"rank {rank_label(r)}" + (f", window {r.window}" if windows else "")
             if not r.phases.empty:
-                console.print(_phase_table(r, f"phases, {where}: ms per step{many}", console.width))
+                console.print(_phase_table(r, f"phases, {where}: ms per step", console.width))
             if not r.collectives.empty:
-                console.print(_collective_table(r, f"collectives, {where}: per step{many}"))
+                console.print(_collective_table(r, f"collectives, {where}: per step"))
         if not run.skew.empty and (run.skew["wait_ms_per_step"] > 0).any():
             console.print(_skew_table(run.skew[run.skew["wait_ms_per_step"] > 0]))
     if diagnoses:
@@ -223,25 +228,32 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: _num(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
-def diff_json(a: str, b: str, diffs: list, steps: dict[int, tuple[float | None, float | None]]) -> dict[str, Any]:
+def diff_json(a: str, b: str, diffs: list, steps: dict[int, tuple[float | None, float | None]],
+              pairs: dict[int, int] | None = None) -> dict[str, Any]:
+    """The ``golfprof diff --json`` document; with ``pairs`` (A's rank -> B's) each entry has ``rank_b``."""
     ranks = []
     for d in diffs:
         sa, sb = steps[d.rank]
-        moved = d.phases[(d.phases[[f"{c}_delta" for c in ("cpu_ms", "gpu_busy_ms", "exposed_comm_ms")]].abs() > 1e-9).any(axis=1)]
+        deltas = d.phases[[f"{c}_delta" for c in ("cpu_ms", "gpu_busy_ms", "exposed_comm_ms")]]
+        moved = d.phases[(deltas.abs() > 1e-9).any(axis=1)]
         ranks.append({"rank": d.rank, "step_ms_a": _num(sa), "step_ms_b": _num(sb),
                       "step_ms_delta": _num(sb - sa) if sa is not None and sb is not None else None,
                       "phases": _records(moved), "kernels": {"appeared": _records(d.appeared),
                                                               "vanished": _records(d.vanished),
                                                               "changed": _records(d.changed)},
                       "kernel_families": _records(d.families),
-                      "collectives": _records(d.collectives), "notes": d.notes, "empty": d.empty})
+                      "collectives": _records(d.collectives), "notes": d.notes, "empty": d.empty}
+                     | ({"rank_b": pairs[d.rank]} if pairs else {}))
     return {"a": a, "b": b, "empty": all(r["empty"] for r in ranks), "ranks": ranks}
 
 
-def render_diff(console: Console, diffs: list, steps: dict[int, tuple[float | None, float | None]]) -> None:
+def render_diff(console: Console, diffs: list, steps: dict[int, tuple[float | None, float | None]],
+                pairs: dict[int, int] | None = None) -> None:
+    """Per rank (per rank pair of ``pairs``, A's rank -> B's, when ranks are compared): steps, phases, kernels."""
     for d in diffs:
         sa, sb = steps[d.rank]
-        head = f"rank {d.rank}: step {_f(sa)} → {_f(sb)} ms"
+        label = f"{d.rank} → {pairs[d.rank]}" if pairs else str(d.rank)
+        head = f"rank {label}: step {_f(sa)} → {_f(sb)} ms"
         if d.empty:
             console.print(f"{head}: no difference", highlight=False)
             continue
@@ -249,30 +261,31 @@ def render_diff(console: Console, diffs: list, steps: dict[int, tuple[float | No
         p = d.phases
         moved = p[(p[["cpu_ms_delta", "gpu_busy_ms_delta", "exposed_comm_ms_delta"]].abs() > 1e-9).any(axis=1)]
         moved = moved.reindex(moved["gpu_busy_ms_delta"].abs().sort_values(ascending=False, kind="stable").index)
-        console.print(_table(f"phases, rank {d.rank}: ms per step (A → B)",
+        console.print(_table(f"phases, rank {label}: ms per step (A → B)",
                              ["phase", "CPU A", "CPU B", "Δ CPU", "GPU A", "GPU B", "Δ GPU", "Δ exposed comm"],
                              [[r.phase, _f(r.cpu_ms_a), _f(r.cpu_ms_b), _f(r.cpu_ms_delta), _f(r.gpu_busy_ms_a),
                                _f(r.gpu_busy_ms_b), _f(r.gpu_busy_ms_delta), _f(r.exposed_comm_ms_delta)]
                               for r in moved.itertuples()], left=1))
         for title, df in (("appeared in B", d.appeared), ("vanished from A", d.vanished), ("changed most", d.changed)):
             if len(df):
-                console.print(_table(f"kernels {title}, rank {d.rank} (per step)",
+                console.print(_table(f"kernels {title}, rank {label} (per step)",
                                      ["kernel", "count A", "count B", "ms A", "ms B", "Δ ms"],
                                      [[r.kernel[:90], _f(r.count_per_step_a, ".1f"), _f(r.count_per_step_b, ".1f"),
                                        _f(r.ms_per_step_a, ".3f"), _f(r.ms_per_step_b, ".3f"), _f(r.ms_delta, ".3f")]
                                       for r in df.itertuples()], left=1))
         fam = d.families
         if len(fam) and (fam["ms_delta"].abs() > 1e-9).any():
-            console.print(_table(f"kernel families, rank {d.rank} (per step)",
+            console.print(_table(f"kernel families, rank {label} (per step)",
                                  ["family", "count A", "count B", "ms A", "ms B", "Δ ms"],
                                  [[r.kernel, _f(r.count_per_step_a, ".1f"), _f(r.count_per_step_b, ".1f"),
                                    _f(r.ms_per_step_a, ".3f"), _f(r.ms_per_step_b, ".3f"), _f(r.ms_delta, ".3f")]
                                   for r in fam.itertuples()], left=1))
         if len(d.collectives):
-            console.print(_table(f"collectives that changed, rank {d.rank} (per step)",
-                                 ["op", "dtype", "algo", "count A", "count B", "bytes A", "bytes B", "Δ ms"],
-                                 [[r.op, str(r.dtype), str(r.algo), _f(r.count_per_step_a, ".1f"), _f(r.count_per_step_b, ".1f"),
-                                   _f(r.median_bytes_a, ".0f"), _f(r.median_bytes_b, ".0f"), _f(r.ms_delta, ".3f")]
+            console.print(_table(f"collectives that changed, rank {label} (per step)",
+                                 ["op", "dtype", "algo", "count A", "count B", "size A", "size B", "Δ ms"],
+                                 [[r.op, str(r.dtype), str(r.algo), _f(r.count_per_step_a, ".1f"),
+                                   _f(r.count_per_step_b, ".1f"), fmt_bytes(r.median_bytes_a),
+                                   fmt_bytes(r.median_bytes_b), _f(r.ms_delta, ".3f")]
                                   for r in d.collectives.itertuples()], left=3))
         for n in d.notes:
             console.print(f"note: {n}", highlight=False)

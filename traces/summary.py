@@ -6,11 +6,12 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import attribute, clocks, comm, derived, events, metrics
+from . import attribute, clocks, comm, derived, display, events, lateness, metrics
 from .load import Trace
 from .phase_table import SYNC_RE, phase_table
 
@@ -38,6 +39,9 @@ class RankSummary:
     notes: list[str] = field(default_factory=list)
     hta: metrics.HtaFigures | None = None  # the variant HTA picks, set by combine()
     rank_known: bool = True  # False: a lone trace that records no rank (``rank`` is 0 for want of one)
+    start_us: float = 0.0  # the trace's first event (its own clock) and its baseTimeNanoseconds in µs:
+    base_us: float = 0.0  # what a merged trace needs to put every rank on one clock
+    window_check: dict[str, Any] | None = None  # typical.window_vs_timers, when the run's step timers are at hand
 
     @property
     def overlap_pct(self) -> float | None:
@@ -54,6 +58,7 @@ class RunSummary:
     ranks: list[RankSummary]
     skew: pd.DataFrame
     clocks: pd.DataFrame = field(default_factory=pd.DataFrame)  # clocks.offsets: each rank's clock vs the lowest
+    late: pd.DataFrame = field(default_factory=pd.DataFrame)  # lateness.late_reasons: why the waited-for rank is late
 
 
 def before_window(w: derived.Work) -> pd.DataFrame:
@@ -66,10 +71,11 @@ def before_window(w: derived.Work) -> pd.DataFrame:
     cols = ["kernel", "cls", "op", "count", "ms"]
     if b.empty:
         return pd.DataFrame(columns=cols)
-    out = (pd.DataFrame({"kernel": b["name"].astype(str).to_numpy(), "cls": b["cls"].to_numpy(),
-                         "op": b["op"].fillna("").to_numpy(), "dur": b["dur"].to_numpy()})
-           .groupby(["kernel", "cls", "op"], sort=False)["dur"].agg(["count", "sum"]).reset_index())
-    out["ms"] = out.pop("sum") / 1e3
+    codes = b["name"].cat.codes.to_numpy()  # one name, one class and one op: group by the name's code
+    used, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    out = pd.DataFrame({"kernel": b["name"].cat.categories[used].to_numpy(), "cls": b["cls"].to_numpy()[first],
+                        "op": b["op"].fillna("").to_numpy()[first], "count": np.bincount(inverse),
+                        "ms": np.bincount(inverse, weights=b["dur"].to_numpy()) / 1e3})
     return out.sort_values("ms", ascending=False, kind="stable").reset_index(drop=True)[cols]
 
 
@@ -85,6 +91,17 @@ def _before_note(before: pd.DataFrame) -> str | None:
     return (f"{before['ms'].sum():.2f} ms of GPU work ({int(before['count'].sum())} kernels{comm_part}) was launched "
             f"before the profiled window (the GPU ran behind the CPU): in no step's figures; largest {name} "
             f"({top['ms']:.2f} ms)")
+
+
+def _no_phases_note(ev: pd.DataFrame, st: pd.DataFrame, pattern: re.Pattern[str]) -> str:
+    """No range matched: name the trace's own annotations and the --phases that selects them."""
+    note = f"no CPU ranges match --phases {pattern.pattern!r}"
+    found = display.suggest_phases(ev, st)
+    if found is None:
+        return note
+    names, regex = found
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return f"{note}; the trace annotates {shown}: select them with --phases '{regex}'"
 
 
 def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: int = 0,
@@ -105,7 +122,7 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
     lo, hi = w.lo, w.hi
     ranges = phased.ranges
     if ranges.empty:
-        notes.append(f"no CPU ranges match --phases {pattern.pattern!r}")
+        notes.append(_no_phases_note(ev, st, pattern))
 
     has_gpu = not g.empty
     if not has_gpu:
@@ -148,17 +165,21 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
         has_gpu=has_gpu,
         gpu_busy_pct=metrics.gpu_busy_pct(g, lo, hi) if has_gpu else None,
         hta_step_names=frozenset(metrics.hta_step_names(ev)),
-        hta_variants={d: metrics.hta_figures(ev, trace.ts_is_float, d) if has_gpu else None for d in (False, True)},
-        hta_cpu_compute=metrics.hta_cpu_compute(ev),
+        hta_variants={d: metrics.hta_figures(ev, trace.ts_is_float, d, derived.event_classes(trace)) if has_gpu
+                      else None for d in (False, True)},
+        hta_cpu_compute=metrics.hta_cpu_compute(ev, derived.event_classes(trace)),
         comm_ms=comm_ms,
         exposed_comm_ms=exposed,
         unattributed_gpu_ms=unattributed,
         phases=phases,
         collectives=comm.collectives(ck, compute, n_steps),
-        comm_seq=comm.sequence(ck, ck["step"].to_numpy(), clocks.base_us(trace.meta)),
+        comm_seq=comm.sequence(ck.join(lateness.queue_before(ck, g, phased.phase)), ck["step"].to_numpy(),
+                               clocks.base_us(trace.meta)),
         before=before,
         notes=notes,
         rank_known=rank_known,
+        start_us=float(ev["ts"].min()) if len(ev) else 0.0,
+        base_us=clocks.base_us(trace.meta),
     )
 
 
@@ -180,7 +201,8 @@ def overlap_note(r: RankSummary, drop_last: bool) -> str | None:
     if not r.before.empty:
         why.append(f"counts the {r.before['ms'].sum():.1f} ms of work launched before the window")
     cause = ", ".join(why) if why else "differs for a cause golfprof does not identify"
-    return f"overlap {ours:.1f}% (GPU kernels, every profiled step) vs HTA's {theirs:.1f}% (hta_overlap_pct): HTA {cause}"
+    return (f"overlap {ours:.1f}% (GPU kernels, every profiled step) vs HTA's {theirs:.1f}% (hta_overlap_pct): "
+            f"HTA {cause}")
 
 
 def combine(ranks: list[RankSummary], pattern: re.Pattern[str]) -> RunSummary:
@@ -199,4 +221,6 @@ def combine(ranks: list[RankSummary], pattern: re.Pattern[str]) -> RunSummary:
     for rank, note in clocks.offset_notes(offsets).items():
         r = next(r for r in ranks if r.rank == rank)
         r.notes = [*r.notes, note]
-    return RunSummary(phase_regex=pattern.pattern, ranks=ranks, skew=comm.rank_skew(seqs), clocks=offsets)
+    skew = comm.rank_skew(seqs)
+    return RunSummary(phase_regex=pattern.pattern, ranks=ranks, skew=skew, clocks=offsets,
+                      late=lateness.late_reasons(seqs, skew, offsets))

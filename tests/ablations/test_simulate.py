@@ -29,7 +29,8 @@ from golfprof.profiler.collectives import Recorder, register_ddp_hook, sequence
 
 STEPS = 3
 # every schedule in both layouts, and the toggles that change what is communicated
-CASES = [(layout, comm, {}) for comm in ("explicit", "ddp", "packed", "vectorized") for layout in ("banked", "unbanked")]
+CASES = [(layout, comm, {}) for comm in ("explicit", "ddp", "packed", "vectorized")
+         for layout in ("banked", "unbanked")]
 CASES += [("banked", "explicit", {"rs_order": "small_first"}), ("banked", "explicit", {"replicated": "bucketed"}),
           ("banked", "explicit", {"clip_scope": "global"})]
 
@@ -88,7 +89,7 @@ def test_simulated_ranks_issue_the_real_collectives(world: int, data: str, tmp_p
                 frame = _record(_run(*case), DistInfo(world, rank, 0, "gloo"), data)
             sim = [list(x) for x in sequence(frame)]
             key = _key(case)
-            assert sim == real[key], f"world {world} rank {rank} {key}: simulated {sim[:6]}... != real {real[key][:6]}..."
+            assert sim == real[key], f"world {world} rank {rank} {key}: simulated {sim[:6]} != real {real[key][:6]}"
             ops = {s[0] for s in sim}
             assert "all_reduce" in ops, key  # never vacuous: every schedule reduces something
             if case[1] != "ddp":
@@ -139,3 +140,45 @@ def test_world_8_of_every_variant_completes(variant: str, tmp_path: Path) -> Non
     frame = read_collectives(Path(out["run_dir"]))[7]
     assert (frame.group_size == 8).all() and len(frame[frame.step == 1]) > 0
     assert json.loads((Path(out["run_dir"]) / "summary.json").read_text())["simulated"]["world_size"] == 8
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+def _cli_args(tmp_path: Path) -> list[str]:
+    return ["--preset", "tiny", "--micro-batch-seqs", "3", "--steps", "3", "--device", "cpu", "--profile-steps", "off",
+            "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--quiet"]
+
+
+def test_ablate_prints_the_predicted_comparison(tmp_path: Path) -> None:
+    from tests.cli import invoke
+
+    r = invoke("ablate", "--variant", "explicit_banks", "--variant", "ddp_banks", "--simulate-world", "8",
+               "--simulate-rank", "7", *_cli_args(tmp_path))
+    assert r.exit_code == 0, r.output
+    assert "predicted at world 8" in r.output and "ddp_banks" in r.output and "PREDICTED explicit_banks" in r.output
+    assert "losses of this run mean nothing" in r.output
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all((d / "simulated" / "predicted.json").is_file() for d in runs)
+    # golfprof diff reads a simulated run through its predicted traces (its own trace has no communication)
+    d = invoke("diff", runs[0], runs[1], "--json")
+    assert d.exit_code == 0, d.output
+    assert "is a simulated run: comparing its predicted traces" in d.output
+    body = json.loads(d.output[d.output.index("{"):])
+    assert body["ranks"][0]["rank"] == 7 and body["ranks"][0]["step_ms_b"] is not None
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--simulate-world", "0"], "--simulate-world must be >= 1"),
+    (["--simulate-world", "8", "--simulate-rank", "8"], "--simulate-rank 8 is outside 0..7"),
+    (["--simulate-world", "8", "--comm-model", "no-such-table.json"], "--comm-model no-such-table.json: no such file"),
+    (["--simulate-world", "8", "--simulate-nodes", "3"], "--simulate-nodes 3"),
+    (["--simulate-world", "5"], "does not divide over world size 5"),
+])
+def test_bad_simulation_options_are_one_error_line_before_anything_runs(tmp_path: Path, args, message) -> None:
+    from tests.cli import invoke
+
+    r = invoke("ablate", *args, *_cli_args(tmp_path))
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -130,3 +130,19 @@ def test_a_bad_id_in_a_later_shard_is_refused_when_it_is_loaded(tmp_path):
     stream.take(100)
     with pytest.raises(ShardError, match=r"b\.bin: token id 500 at position 7 \(byte %d\)" % (HEADER_BYTES + 14)):
         stream.take(1)
+
+
+def test_two_runs_of_one_configuration_in_one_folder_are_mixed_runs(tmp_path):
+    """Their traces carry the run's id and start, so they are not taken for two windows of one run."""
+    for _ in range(2):
+        r = invoke("train", *TINY, "--compile", "off", "--profile-steps", "0,1,1", "--runs-dir", tmp_path / "runs",
+                   "--data-dir", tmp_path / "data")
+        assert r.exit_code == 0, r.output
+    both = tmp_path / "both"
+    both.mkdir()
+    for i, run in enumerate(sorted((tmp_path / "runs").iterdir())):
+        (trace,) = (run / "trace").iterdir()
+        (both / f"rank0.run{i}.pt.trace.json.gz").write_bytes(trace.read_bytes())
+    r = invoke("analyze", both, "--jobs", "1")
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1 and "mixed runs in one folder: two runs of one configuration" in r.stderr

@@ -54,7 +54,8 @@ def test_every_launch_path_is_attributed_per_step(full_trace: Path, analyze_json
     p = r["phases"]
     assert r["steps"] == 2 and r["step_ms"] == pytest.approx(10.0)
     # cuda_runtime + cuda_driver (Triton) kernels and a memset, launched in forward: kernels and copies apart
-    assert p[ph.FORWARD]["gpu_kernel_ms"] == pytest.approx(0.7) and p[ph.FORWARD]["gpu_copy_ms"] == pytest.approx(0.05)
+    assert p[ph.FORWARD]["gpu_kernel_ms"] == pytest.approx(0.7)
+    assert p[ph.FORWARD]["gpu_copy_ms"] == pytest.approx(0.05)
     assert p[ph.FORWARD]["kernels"] == 2 and p[ph.FORWARD]["copies"] == 1
     # backward kernels come from the autograd thread; the range is on the main thread
     assert p[ph.BACKWARD]["gpu_kernel_ms"] == pytest.approx(1.0)
@@ -63,9 +64,11 @@ def test_every_launch_path_is_attributed_per_step(full_trace: Path, analyze_json
     assert orth["kernels"] == 3 and orth["gpu_kernel_ms"] == pytest.approx(0.3)
     # nesting: once in the innermost phase, again in every enclosing total
     assert p[ph.MUON]["gpu_kernel_ms"] == pytest.approx(0.6) and p[ph.MUON]["gpu_self_ms"] == 0
-    assert p[ph.OPTIMIZER]["gpu_kernel_ms"] == pytest.approx(1.6) and p[ph.OPTIMIZER]["gpu_copy_ms"] == pytest.approx(0.05)
+    assert p[ph.OPTIMIZER]["gpu_kernel_ms"] == pytest.approx(1.6)
+    assert p[ph.OPTIMIZER]["gpu_copy_ms"] == pytest.approx(0.05)
     assert p[ph.OPTIMIZER]["gpu_self_ms"] == pytest.approx(0.05)  # the memcpy
-    assert p[ph.STEP]["gpu_kernel_ms"] == pytest.approx(0.7 + 1.0 + 1.6) and p[ph.STEP]["gpu_copy_ms"] == pytest.approx(0.1)
+    assert p[ph.STEP]["gpu_kernel_ms"] == pytest.approx(0.7 + 1.0 + 1.6)
+    assert p[ph.STEP]["gpu_copy_ms"] == pytest.approx(0.1)
     assert p[ph.STEP]["kernels"] == 2 + 2 + 5 and p[ph.STEP]["copies"] == 2
     assert p[ph.STEP]["gpu_busy_ms"] == pytest.approx(3.1)  # Newton-Schulz runs inside the reduce-scatter
     assert r["unattributed_gpu_ms"] == pytest.approx(0.02)

@@ -12,12 +12,12 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.traces.kineto_synth import TraceBuilder, golfprof_meta
-from tests.traces.trace_dirs import PUBLIC
 
 from golfprof.traces import derived
 from golfprof.traces.kernels import kernel_table
 from golfprof.traces.load import load_trace
+from tests.traces.kineto_synth import TraceBuilder, golfprof_meta
+from tests.traces.trace_dirs import GPU_TRACES, PUBLIC
 
 STEP_US = 10000.0
 RS = "ncclDevKernel_ReduceScatter_Sum_RING_LL(ncclDevComm*, unsigned long, ncclWork*)"  # no dtype in the name
@@ -108,3 +108,18 @@ def test_real_trace_with_the_gpu_behind_the_cpu() -> None:
     # the queued work ran in the first profiled step's time, before any kernel launched in the window
     assert before["end"].max() <= w.gpu.loc[~w.gpu["before"], "ts"].max()
     assert before["ts"].min() >= w.steps["ts"].iloc[0] and before["ts"].max() < w.steps["end"].iloc[0]
+
+
+def test_real_compiled_trainer_queued_ahead(analyze_json) -> None:
+    """A compiled trainer that never syncs in a step (benchmarks/device/foreign_compiled_trace.py, one H200):
+    31 kernels (4.11 ms) of the step before the window ran inside it and are counted in no step."""
+    folder = GPU_TRACES / "h200_foreign_compiled"
+    if not folder.is_dir():
+        pytest.skip("recorded trace not found")
+    (r,) = analyze_json(folder, "--phases", "^phase:")["ranks"]
+    b = r["before_window"]
+    assert (b["kernels"], b["gpu_ms"], b["collectives"]) == (31, pytest.approx(4.11, abs=0.005), 0)
+    assert r["rank_known"] is True and r["rank"] == 0  # one process, no distributedInfo: rank 0, not '?'
+    per_step = sum(p["kernels"] + p["copies"] for p in r["phases"].values())
+    w = derived.work(load_trace(next(folder.glob("*.json.gz"))))
+    assert per_step * r["steps"] + 31 == len(w.gpu)  # every piece of GPU work once: in a step's phase, or before

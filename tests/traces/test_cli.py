@@ -118,11 +118,15 @@ def test_trace_without_profiler_steps_is_one_window(tmp_path: Path, analyze_json
     assert any("no ProfilerStep ranges" in n for n in r["notes"])
 
 
-def test_missing_ranks_warn_and_analyze_the_rest(tmp_path: Path, cli) -> None:
-    result = cli(_run_dir(tmp_path, world=4, ranks=(0, 1)), "--json")
-    assert result.exit_code == 0
-    assert "warning: ranks missing from the set: 2-3 (world_size 4, found 2)" in result.stderr
-    assert len(json.loads(result.stdout)["ranks"]) == 2
+def test_missing_ranks_are_bad_input_and_one_file_is_one_rank(tmp_path: Path, cli) -> None:
+    """The README's promise: a set with a rank missing is bad input (exit 2); one file asked for is analysed."""
+    run = _run_dir(tmp_path, world=4, ranks=(0, 1))
+    result = cli(run, "--json")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "ranks missing from the set: 2-3 (world_size 4, found 2)" in result.stderr
+    one = cli(run / "trace" / "rank1.pt.trace.json.gz", "--json")
+    assert one.exit_code == 0 and len(json.loads(one.stdout)["ranks"]) == 1
 
 
 def test_several_windows_of_one_run(tmp_path: Path, analyze_json) -> None:
@@ -176,6 +180,15 @@ def _empty_folder(d: Path) -> None:
     (d / "notes.txt").write_text("nothing here")
 
 
+def _two_runs_of_one_config(d: Path) -> None:
+    """Same variant and config, two runs (their traces copied into one folder): not two windows of one run."""
+    for run_id, started in (("a1", "2026-12-01T10:00:00+00:00"), ("b2", "2026-12-01T11:00:00+00:00")):
+        for r in range(2):
+            b = _rank_trace(r, 2)
+            b.golfprof = {**golfprof_meta(r, 2), "run_id": run_id, "run_started": started}
+            b.write(d / f"rank{r}.{run_id}.pt.trace.json.gz")
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
@@ -188,6 +201,8 @@ def _empty_folder(d: Path) -> None:
         (_not_gzip, "named .gz but is not a gzip file"),
         (_not_json, "not a JSON trace"),
         (_empty_folder, "no trace files"),
+        (_two_runs_of_one_config, "mixed runs in one folder: two runs of one configuration, rank0.a1.pt.trace.json.gz "
+                                  "(run started 2026-12-01T10:00:00+00:00) and rank0.b2.pt.trace.json.gz"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path: Path, cli, make, message: str) -> None:

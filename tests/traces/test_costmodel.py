@@ -112,3 +112,20 @@ def test_a_number_without_a_source_and_a_missing_file_are_config_errors(tmp_path
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ConfigError):
         cm.load(tmp_path / "bad.json")
+
+
+def test_bench_comm_writes_a_table_the_model_then_reads(tmp_path) -> None:
+    """Two gloo ranks, a short sweep: every op at every size, and the model answers from the measurement."""
+    from golfprof.bench.comm import OPS, bench_comm, sizes
+
+    out = tmp_path / "cpu.json"
+    doc = bench_comm(2, out, hi=64 << 10)
+    assert set(doc["measured"]) == set(OPS)
+    for op in OPS:
+        rows = doc["measured"][op]["2"]
+        assert [b for b, _ in rows] == sizes(hi=64 << 10) and all(t > 0 for _, t in rows)
+    model = cm.load(out)
+    est = model.time("reduce_scatter", 16 << 10, 2)
+    assert est.source == "measured" and est.us == pytest.approx(dict(doc["measured"]["reduce_scatter"]["2"])[16 << 10])
+    bench_comm(1, out, hi=4 << 10)  # another world size joins the same table
+    assert set(json.loads(out.read_text())["measured"]["all_gather"]) == {"1", "2"}

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.traces.test_attribute import full_step
-from tests.traces.kineto_synth import TraceBuilder
 
 from golfprof.dashboards import timeline
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.traces import derived
 from golfprof.traces.load import load_trace
 from golfprof.traces.ranks import summary_and_kernels
+from tests.traces.kineto_synth import TraceBuilder
+from tests.traces.test_attribute import full_step
 
 PATTERN = re.compile(DEFAULT_PHASE_REGEX)
 

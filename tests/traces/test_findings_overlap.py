@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.traces.kineto_synth import TraceBuilder
 
 from golfprof.profiler import phases as ph
+from tests.traces.kineto_synth import TraceBuilder
 
 
 def _launch_bound_optimizer(b: TraceBuilder, s: float, gpu_free_at: float, gaps_us: float, n: int = 10) -> None:
