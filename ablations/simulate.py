@@ -30,16 +30,7 @@ from golfprof.profiler.rundir import RunDir, write_json, write_parquet
 
 from .spec import RunSpec
 
-SIM_DIR = "simulated"  # inside the run directory: what the simulated ranks recorded, and the prediction
 LOSS_NOTE = "simulated world: collectives moved no data, so the losses of this run mean nothing"
-
-
-def collectives_path(run_dir: Path, rank: int) -> Path:
-    return Path(run_dir) / SIM_DIR / f"collectives-rank{rank}.parquet"
-
-
-def phase_events_path(run_dir: Path, rank: int) -> Path:
-    return Path(run_dir) / SIM_DIR / f"phase-events-rank{rank}.parquet"
 
 
 # ---- which ranks differ ---------------------------------------------------------------------------
@@ -168,8 +159,8 @@ def simulate(spec: RunSpec, world: int, rank: int | str | None = "all", nodes: i
     for r in ranks:
         summary, rec = run_rank(spec, world, r)
         summaries[r] = summary
-        write_parquet(collectives_path(rd.path, r), rec.frame())
-        write_parquet(phase_events_path(rd.path, r), rec.phase_frame())
+        write_parquet(rd.collectives(r), rec.frame())
+        write_parquet(rd.phase_events(r), rec.phase_frame())
     head = dict(summaries[ranks[0]])
     head.pop("run_dir", None)
     head["ranks"] = [s["ranks"][0] | {"rank": r} for r, s in summaries.items()]
@@ -193,11 +184,8 @@ def simulate(spec: RunSpec, world: int, rank: int | str | None = "all", nodes: i
 
 def read_collectives(run_dir: Path) -> dict[int, pd.DataFrame]:
     """The collectives every simulated rank of a run directory recorded, by rank."""
-    folder = Path(run_dir) / SIM_DIR
-    out = {}
-    for p in sorted(folder.glob("collectives-rank*.parquet")):
-        out[int(p.stem.removeprefix("collectives-rank"))] = pd.read_parquet(p)
-    return out
+    rd = RunDir(Path(run_dir))
+    return {r: pd.read_parquet(rd.collectives(r)) for r in rd.simulated_ranks()}
 
 
 def simulate_and_predict(spec: RunSpec, world: int, rank: int | str | None = "all", nodes: int = 1,

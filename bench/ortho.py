@@ -181,9 +181,10 @@ def bench_ortho(device: torch.device | str | None = None, reps: int = 50, warmup
     for method in methods:
         for kernel in kernels:
             for layout in layouts:
-                row: dict[str, Any] = {"method": method, "kernel": kernel, "layout": layout,
-                                       "calls": len(banks) if layout == "banked" else sum(s[0] for s in shapes.values()),
-                                       "gflop": gflop}
+                row: dict[str, Any] = {
+                    "method": method, "kernel": kernel, "layout": layout,
+                    "calls": len(banks) if layout == "banked" else sum(s[0] for s in shapes.values()),
+                    "gflop": gflop}
                 if kernel.startswith("triton") and not triton_ok:
                     row["skipped"] = triton_why
                     rows.append(row)
@@ -230,15 +231,17 @@ def bench_ortho(device: torch.device | str | None = None, reps: int = 50, warmup
 
 def table(result: dict[str, Any]) -> str:
     """A plain-text table of the rows."""
-    head = f"{'method':14} {'kernel':12} {'layout':9} {'ms':>8} {'ms_gpu':>8} {'TFLOP/s':>8} {'%ceil':>6} {'xfloor':>7} {'rel_err':>9}"
+    head = (f"{'method':14} {'kernel':12} {'layout':9} {'ms':>8} {'ms_gpu':>8} {'TFLOP/s':>8} {'%ceil':>6} "
+            f"{'xfloor':>7} {'rel_err':>9}")
     lines = [f"{result['device']}  ceiling {result['ceiling']['tflops']:.0f} TFLOP/s  floor {result['floor_ms']:.3f} ms"
              if result.get("ceiling") else result["device"], head]
     for r in result["rows"]:
         if "skipped" in r:
             lines.append(f"{r['method']:14} {r['kernel']:12} {r['layout']:9} skipped: {r['skipped']}")
             continue
-        lines.append(f"{r['method']:14} {r['kernel']:12} {r['layout']:9} {r['ms']:8.3f} {r.get('ms_gpu', float('nan')):8.3f} "
-                     f"{r['tflops']:8.1f} {r.get('pct_ceiling', float('nan')):6.1f} {r.get('x_floor', float('nan')):7.2f} "
+        lines.append(f"{r['method']:14} {r['kernel']:12} {r['layout']:9} {r['ms']:8.3f} "
+                     f"{r.get('ms_gpu', float('nan')):8.3f} {r['tflops']:8.1f} "
+                     f"{r.get('pct_ceiling', float('nan')):6.1f} {r.get('x_floor', float('nan')):7.2f} "
                      f"{r['rel_err_vs_fp64']:9.2e}")
     return "\n".join(lines)
 
@@ -380,7 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     if not kernels or set(kernels) - set(KERNELS):
         p.error(f"--kernels: choose from {','.join(KERNELS)}")
     if a.what == "bench":
-        res: Any = bench_ortho(reps=a.reps, kernels=kernels, command="python -m golfprof.bench.ortho " + " ".join(argv or sys.argv[1:]))
+        res: Any = bench_ortho(reps=a.reps, kernels=kernels,
+                               command="python -m golfprof.bench.ortho " + " ".join(argv or sys.argv[1:]))
         print(table(res))
     elif a.what == "sweep":
         res = sweep_configs(path=a.out)

@@ -138,7 +138,8 @@ def comparison_figure(cmp: Comparison, colors: dict[str, str]) -> go.Figure:
         ), row=1, col=1)
     total = f["ms_per_step"].to_numpy(float)
     fig.add_trace(go.Scatter(
-        x=xs, y=total, mode="markers", name="ms/step (95% CI)", marker=dict(color="#222", symbol="line-ew-open", size=18),
+        x=xs, y=total, mode="markers", name="ms/step (95% CI)",
+        marker=dict(color="#222", symbol="line-ew-open", size=18),
         error_y=dict(type="data", array=np.nan_to_num(f["ms_hi"] - total), arrayminus=np.nan_to_num(total - f["ms_lo"]),
                      color="#222", thickness=1.5, width=8),
         hovertext=[f"<b>{v}</b><br>{_ci(t, lo, hi, 'ms/step')}<br>{n} run(s); {d}"
@@ -154,7 +155,8 @@ def comparison_figure(cmp: Comparison, colors: dict[str, str]) -> go.Figure:
                      color="#222", thickness=1.5, width=6),
         text=[f"{o:.2f} ms" for o in opt], textposition="outside", cliponaxis=False,
         hovertext=[f"<b>{v}</b><br>optimizer {_ci(o, lo, hi, 'ms/step')}<br>{n} run(s); {d}"
-                   for v, o, lo, hi, n, d in zip(f["variant"], opt, f["opt_lo"], f["opt_hi"], f["runs"], _vs(f, "opt"))],
+                   for v, o, lo, hi, n, d in zip(f["variant"], opt, f["opt_lo"], f["opt_hi"], f["runs"],
+                                                 _vs(f, "opt"))],
         hoverinfo="text",
     ), row=1, col=2)
     base = f[f["baseline"]]
@@ -162,8 +164,9 @@ def comparison_figure(cmp: Comparison, colors: dict[str, str]) -> go.Figure:
         for col, key in ((1, "ms_per_step"), (2, "optimizer_ms")):
             v = float(base[key].iloc[0])
             fig.add_trace(go.Scatter(
-                x=xs, y=[v] * len(xs), mode="lines", name=f"baseline ({base['variant'].iloc[0]})", legendgroup="baseline",
-                showlegend=col == 1, line=dict(color="#222", dash="dot", width=1), hoverinfo="skip",
+                x=xs, y=[v] * len(xs), mode="lines", name=f"baseline ({base['variant'].iloc[0]})",
+                legendgroup="baseline", showlegend=col == 1, line=dict(color="#222", dash="dot", width=1),
+                hoverinfo="skip",
             ), row=1, col=col)
     fig.update_layout(barmode="stack", legend=dict(title="phase"))
     fig.update_yaxes(title="ms per step", rangemode="tozero", row=1, col=1)
@@ -199,12 +202,14 @@ def trend_figure(frame: pd.DataFrame, bound_pct: float) -> go.Figure:
             hovertext=[f"<b>{r}</b> ({var})<br>started {s}{' · ' + g if g else ''}<br>{titles[metric]}: "
                        f"{_ci(val, lo, hi)}<br>{c:+.2f}% vs baseline: {st}<br>{w}"
                        for r, var, s, g, val, lo, hi, c, st, w in zip(d["run"], d["variant"], d["started"], d["git"], v,
-                                                                     d["ci_lo"], d["ci_hi"], d["change_pct"], status, d["why"])],
+                                                                     d["ci_lo"], d["ci_hi"], d["change_pct"], status,
+                                                                     d["why"])],
             hoverinfo="text",
         ), row=row, col=1)
         base, limit = float(d["baseline"].iloc[0]), float(d["threshold"].iloc[0])
         fig.add_hline(y=base, line=dict(color="#555", dash="dot", width=1), row=row, col=1,
-                      annotation_text=f"baseline {base:.3f} ms", annotation_position="bottom right", annotation_font_size=10)
+                      annotation_text=f"baseline {base:.3f} ms", annotation_position="bottom right",
+                      annotation_font_size=10)
         fig.add_hline(y=limit, line=dict(color=FIXED[EXPOSED], dash="dash", width=1.5), row=row, col=1,
                       annotation_text=f"regression threshold +{bound_pct:g}% = {limit:.3f} ms",
                       annotation_position="top right", annotation_font_size=10, annotation_font_color=FIXED[EXPOSED])

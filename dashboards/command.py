@@ -15,7 +15,8 @@ from .diffs import MAX_DIFFS
 def dashboard(
     paths: list[Path] = typer.Argument(..., help="run directories, matrix folders, or folders holding them"),
     out: Path = typer.Option(Path("report.html"), "-o", "--out", help="HTML file to write (self-contained)"),
-    max_increase: str = typer.Option("5%", "--max-increase", help="trend regression threshold, percent over the baseline"),
+    max_increase: str = typer.Option("5%", "--max-increase", help="trend regression threshold, percent over the "
+                                     "baseline"),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="trend baseline: run directory, summary.json or "
                                             "baseline file (default: the first run of the trend)"),
     baseline_variant: Optional[str] = typer.Option(None, "--baseline-variant", help="variant the comparison is made "

@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from golfprof.errors import ConfigError
+from golfprof.profiler import names
 from golfprof.results import stats
 from golfprof.results.regress import check_comparable, gate_metric
 from golfprof.results.samples import PHASE_PREFIX, RunSamples, higher_is_better
-from golfprof.errors import ConfigError
-from golfprof.profiler import names
 
 from .runs import Run
 
@@ -53,7 +53,8 @@ def group_labels(summaries: list[dict[str, Any]]) -> list[str]:
     variants = [str(s.get("variant", "?")) for s in summaries]
     labels = []
     for v, ident in zip(variants, ids):
-        distinct = list({json.dumps(i, sort_keys=True, default=str): i for i, w in zip(ids, variants) if w == v}.values())
+        distinct = list({json.dumps(i, sort_keys=True, default=str): i
+                         for i, w in zip(ids, variants) if w == v}.values())
         chosen: list[str] = []
         for f in ident:  # settings in priority order, added until every configuration reads differently
             if len({tuple(str(i.get(c)) for c in chosen) for i in distinct}) == len(distinct):

@@ -28,7 +28,8 @@ figure.chart { margin: 12px 0 28px 0; }
 details { margin-top: 6px; } summary { cursor: pointer; color: #333; font-size: 13px; }
 table.numbers { border-collapse: collapse; font-size: 12px; margin-top: 6px; }
 table.numbers th, table.numbers td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
-table.numbers th { background: #f3f3f3; } table.numbers td:first-child, table.numbers th:first-child { text-align: left; }
+table.numbers th { background: #f3f3f3; } \
+table.numbers td:first-child, table.numbers th:first-child { text-align: left; }
 nav a { margin-right: 14px; font-size: 13px; } .scroll { overflow-x: auto; }
 """
 
@@ -73,7 +74,8 @@ def _chart_html(kind: str, chart: Chart) -> str:
 
 
 def _section_html(s: Section) -> str:
-    parts = [f'<section id="section-{s.kind}"><h2>{html.escape(s.title)}</h2><p class="intro">{html.escape(s.intro)}</p>']
+    parts = [f'<section id="section-{s.kind}"><h2>{html.escape(s.title)}</h2>'
+             f'<p class="intro">{html.escape(s.intro)}</p>']
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in s.notes]
     if s.charts:
         parts += [_chart_html(s.kind, c) for c in s.charts]

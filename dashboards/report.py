@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from golfprof.results import BASELINE
-from golfprof.results.regress import parse_bound
-from golfprof.results.samples import RunSamples, load_run
 from golfprof.errors import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.profiler.rundir import write_text as write_atomic
+from golfprof.results import BASELINE
+from golfprof.results.regress import parse_bound
+from golfprof.results.samples import RunSamples, load_run
 from golfprof.traces.discover import discover
 from golfprof.traces.load import TraceError, load_trace
 from golfprof.traces.ranks import load_ranks, summary_and_kernels
@@ -104,8 +104,8 @@ def _timeline_sections(traced: list[Traced], colors: dict[str, str], step: int |
                        any_runs: int) -> tuple[Section, Section]:
     tl_sec = Section("timeline", "Step timeline",
                      "One profiled step per rank: CPU threads show the innermost open phase, GPU streams the kernels "
-                     "coloured by the phase that launched them, and the red lane the communication time with no compute "
-                     "kernel running. Hover for the numbers; drag to zoom.")
+                     "coloured by the phase that launched them, and the red lane the communication time with no "
+                     "compute kernel running. Hover for the numbers; drag to zoom.")
     ov_sec = Section("overlap", "Communication overlap",
                      "Per phase and rank: NCCL kernel time per profiled step, split into the part hidden under compute "
                      "kernels and the exposed part (nothing else running on the GPU). 'all phases' is the union.")
@@ -116,7 +116,8 @@ def _timeline_sections(traced: list[Traced], colors: dict[str, str], step: int |
             origin = timeline.step_start(t.ranks[0], chosen) + shift[t.ranks[0].rank]
         except KeyError:
             profiled = ", ".join(str(s) for s in t.ranks[0].steps["step"])
-            raise DashboardError(f"--step {chosen}: not a profiled step of {t.run.name} (profiled: {profiled})") from None
+            raise DashboardError(f"--step {chosen}: not a profiled step of {t.run.name} "
+                                 f"(profiled: {profiled})") from None
         tls = []
         for rt in t.ranks:
             try:
@@ -142,7 +143,8 @@ def _timeline_sections(traced: list[Traced], colors: dict[str, str], step: int |
             predicted = any(rt.gpu["name"].astype(str).str.contains(MODELLED, regex=False).any() for rt in t.ranks)
             what = "PREDICTED communication (modelled collectives)" if predicted else "Communication"
             title = f"{what} hidden vs exposed · {t.label}<br><sup>{t.run.name} · ms per profiled step</sup>"
-            ov_sec.charts.append(Chart(f"chart-overlap-{i}", charts.overlap_figure(ov, title), tables.overlap_table(ov)))
+            ov_sec.charts.append(Chart(f"chart-overlap-{i}", charts.overlap_figure(ov, title),
+                                       tables.overlap_table(ov)))
     if not traced:
         tl_sec.empty = (f"none of the {any_runs} run(s) has a trace (trace/rank*.pt.trace.json.gz); "
                         "record one with --profile-steps")

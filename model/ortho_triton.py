@@ -534,7 +534,8 @@ class OrthoSet:
         single = len(self.coeffs) == 1  # the only update is also the first: it applies the norm
         for c in self.chains:
             out3 = torch.empty_like(c.x3, memory_format=torch.contiguous_format)
-            _update(c.Bm, c.cur, out3, 1.0, self.coeffs[-1][0], c.norm if single else None, self.norm_mul, self.norm_eps)
+            _update(c.Bm, c.cur, out3, 1.0, self.coeffs[-1][0], c.norm if single else None, self.norm_mul,
+                    self.norm_eps)
             outs.append(c.shaped(out3))
         return outs
 

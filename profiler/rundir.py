@@ -30,6 +30,8 @@ SUMMARY = "summary.json"
 STEPS = "steps"
 PHASES = "phases"
 TRACE = "trace"
+SIMULATED = "simulated"  # a simulated-world run: what its fake ranks recorded, and the prediction
+PREDICTED = "predicted.json"
 LAUNCH_LOGS = "launch_logs"
 LAUNCH_STDERR = "stderr.log"
 LOCK = ".lock"  # flocked while a live run owns the folder (golfprof.ablations.ownership); holds its pid
@@ -44,6 +46,7 @@ COMPARISON_CSV = "comparison.csv"
 
 _STAMP = re.compile(r"^(\d{8}-\d{6})")
 _RANK_FILE = re.compile(r"^rank(\d+)\.parquet$")
+_SIM_FILE = re.compile(r"^collectives-rank(\d+)\.parquet$")
 # Keys of RunSpec that config.json does not repeat under "launch": the configuration is the top level,
 # and the warm-up actually used is stored once as "warmup_steps".
 _NOT_LAUNCH = ("config", "warmup_steps")
@@ -220,6 +223,42 @@ class RunDir:
     def trace(self, rank: int) -> Path:
         """The rank's profiler window, gzipped Chrome/Kineto JSON."""
         return self.trace_dir / f"rank{rank}{TRACE_SUFFIX}.gz"
+
+    # simulated worlds (ablations/simulate.py writes, traces/predict.py reads and predicts)
+    @property
+    def simulated_dir(self) -> Path:
+        return self.path / SIMULATED
+
+    @property
+    def predicted(self) -> Path:
+        """The prediction: `golfprof analyze`'s JSON schema with ``"predicted": true``."""
+        return self.simulated_dir / PREDICTED
+
+    @property
+    def predicted_trace_dir(self) -> Path:
+        return self.simulated_dir / TRACE
+
+    def predicted_trace(self, rank: int) -> Path:
+        """A rank's predicted timeline (modelled collectives inserted), gzipped Kineto JSON for Perfetto."""
+        return self.predicted_trace_dir / f"rank{rank}{TRACE_SUFFIX}.gz"
+
+    def predicted_traces(self) -> list[Path]:
+        d = self.predicted_trace_dir
+        return sorted(d.glob(f"rank{TRACE_GLOB}")) if d.is_dir() else []
+
+    def collectives(self, rank: int) -> Path:
+        """Every collective simulated rank ``rank`` issued: op, dtype, bytes, group, phase, issue/wait times."""
+        return self.simulated_dir / f"collectives-rank{rank}.parquet"
+
+    def phase_events(self, rank: int) -> Path:
+        """The simulated rank's phase enter/exit times, on the recorder's clock."""
+        return self.simulated_dir / f"phase-events-rank{rank}.parquet"
+
+    def simulated_ranks(self) -> list[int]:
+        """Ranks with a recorded collectives table."""
+        d = self.simulated_dir
+        found = (_SIM_FILE.match(p.name) for p in d.iterdir()) if d.is_dir() else ()
+        return sorted(int(m.group(1)) for m in found if m)
 
     # state
     def is_complete(self) -> bool:

@@ -5,11 +5,12 @@ independent sample overstates certainty. Two estimators avoid that:
 
 - With at least two repeats per side, each repeat (a fresh process) is the independent unit:
   Welch's t on the per-run medians. Interleaved repeats make slow drift hit both sides alike.
-- With one run per side, batch medians: the series is cut into 3–8 consecutive batches (at least 25 steps each where possible) whose
-  medians are close to independent once a batch spans several correlation times, and Welch's t
-  runs on those (the batch-means method for correlated simulation output). A moving-block
-  bootstrap of the median was tried first: with 60 steps of an AR(1) φ=0.7 series it flagged 17%
-  of A/A pairs at a nominal 5%; batch medians flag 5–8% (tests/ablations/test_stats.py).
+- With one run per side, batch medians: the series is cut into 3–8 consecutive batches (at least
+  25 steps each where possible) whose medians are close to independent once a batch spans several
+  correlation times, and Welch's t runs on those (the batch-means method for correlated simulation
+  output). A moving-block bootstrap of the median was tried first: with 60 steps of an AR(1) φ=0.7
+  series it flagged 17% of A/A pairs at a nominal 5%; batch medians flag 5–8%
+  (tests/ablations/test_stats.py).
 """
 
 from __future__ import annotations

@@ -25,23 +25,19 @@ import pandas as pd
 
 from golfprof.errors import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
-from golfprof.profiler.rundir import RunDir, write_json
+from golfprof.profiler.rundir import TRACE_SUFFIX, RunDir, write_json
 from golfprof.profiler.window import Window, timed_steps
 
 from . import costmodel, replay
 
-SIM_DIR = "simulated"  # the same folder ablations/simulate.py writes (kept torch-free here)
-PREDICTED_JSON = "predicted.json"
-
 
 def _read_rank_files(run_dir: Path) -> tuple[dict[int, pd.DataFrame], dict[int, pd.DataFrame]]:
-    folder = run_dir / SIM_DIR
-    colls = {int(p.stem.removeprefix("collectives-rank")): pd.read_parquet(p)
-             for p in sorted(folder.glob("collectives-rank*.parquet"))}
-    events = {int(p.stem.removeprefix("phase-events-rank")): pd.read_parquet(p)
-              for p in sorted(folder.glob("phase-events-rank*.parquet"))}
-    if not colls:
-        raise ConfigError(f"{run_dir}: not a simulated run (no {SIM_DIR}/collectives-rank*.parquet)")
+    rd = RunDir(run_dir)
+    ranks = rd.simulated_ranks()
+    if not ranks:
+        raise ConfigError(f"{run_dir}: not a simulated run (no collectives recorded under {rd.simulated_dir.name}/)")
+    colls = {r: pd.read_parquet(rd.collectives(r)) for r in ranks}
+    events = {r: pd.read_parquet(rd.phase_events(r)) for r in ranks if rd.phase_events(r).is_file()}
     return colls, events
 
 
@@ -70,7 +66,7 @@ def _analysis(doc: dict, path: Path, rank: int) -> Any:
     from .summary import summarize_rank
 
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / f"rank{rank}.pt.trace.json"
+        raw = Path(tmp) / f"rank{rank}{TRACE_SUFFIX}"  # plain JSON: load_trace reads either
         raw.write_text(json.dumps(doc))
         s = summarize_rank(load_trace(raw), rank, re.compile(DEFAULT_PHASE_REGEX))
     s.path = path
@@ -149,7 +145,6 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
     fig["optimizer_ms"] = (measured_opt + fig["optimizer_added_ms"]
                            if measured_opt is not None and fig["optimizer_added_ms"] is not None else None)
 
-    out_dir = rd.path / SIM_DIR / "trace"
     role_of = {int(k): int(v) for k, v in sim.get("role_of", {}).items()}
     summaries = []
     for i, r in enumerate(ranks):
@@ -164,7 +159,7 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
         # every rank of a simulated role gets its role's timeline, so the folder is a whole world's traces
         for rank in [k for k, v in role_of.items() if v == r] or [r]:
             doc = replay.predicted_trace(rank, world, ranges, items, comms, meta)
-            path = out_dir / f"rank{rank}.pt.trace.json.gz"
+            path = rd.predicted_trace(rank)
             path.parent.mkdir(parents=True, exist_ok=True)
             with gzip.open(path, "wt") as f:
                 json.dump(doc, f)
@@ -176,7 +171,8 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
     from .summary import combine
 
     run = combine(summaries, re.compile(DEFAULT_PHASE_REGEX))
-    doc = to_json(str(out_dir), [run], diagnose(run), [f"rank {r.rank}: {n}" for r in run.ranks for n in r.notes])
+    notes = [f"rank {r.rank}: {n}" for r in run.ranks for n in r.notes]
+    doc = to_json(str(rd.predicted_trace_dir), [run], diagnose(run), notes)
     coll = fig.pop("collectives")
     doc |= {"predicted": True, "prediction": {
         **fig,
@@ -190,7 +186,7 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
                                        "protocol", "link", "exposed_ms"]].to_dict("records")],
         "note": "predicted, not measured: collectives are modelled, compute is the simulated rank's own",
     }}
-    write_json(rd.path / SIM_DIR / PREDICTED_JSON, doc)
+    write_json(rd.predicted, doc)
     return doc
 
 
@@ -230,8 +226,8 @@ def predicted_traces(path: Path) -> Path | None:
     """A simulated run directory's predicted traces (what `golfprof diff` compares), else None: the folder
     when it holds every rank of the world, else the last simulated rank's one trace (a folder missing
     ranks is refused by the trace readers)."""
-    folder = Path(path) / SIM_DIR / "trace"
-    found = sorted(folder.glob("rank*.pt.trace.json*")) if folder.is_dir() else []
+    rd = RunDir(Path(path))
+    folder, found = rd.predicted_trace_dir, rd.predicted_traces()
     if not found:
         return None
     try:
@@ -241,5 +237,5 @@ def predicted_traces(path: Path) -> Path | None:
     world, played = int(sim.get("world_size") or len(found)), sim.get("ranks") or []
     if len(found) >= world or not played:
         return folder
-    one = folder / f"rank{played[-1]}.pt.trace.json.gz"
+    one = rd.predicted_trace(played[-1])
     return one if one.is_file() else folder

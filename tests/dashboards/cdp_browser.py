@@ -95,7 +95,8 @@ class Browser:
     def _event(self, msg: dict[str, Any]) -> None:
         method, p = msg.get("method"), msg.get("params", {})
         if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            self.console_errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+            self.console_errors.append(" ".join(str(a.get("value", a.get("description", "")))
+                                                for a in p.get("args", [])))
         elif method == "Runtime.exceptionThrown":
             d = p.get("exceptionDetails", {})
             self.console_errors.append(d.get("exception", {}).get("description") or d.get("text", "exception"))
@@ -146,7 +147,8 @@ class Browser:
         """
         size = self.call("Page.getLayoutMetrics")["cssContentSize"]
         width, full = int(size["width"]), int(size["height"])
-        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=full, deviceScaleFactor=1, mobile=False)
+        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=full, deviceScaleFactor=1,
+                  mobile=False)
         self.eval("new Promise(r => setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(r)), 300))")
         h = min(full - top, height) if height else full - top
         shot = self.call("Page.captureScreenshot", format="png",

@@ -1,4 +1,5 @@
-"""Every command's options as plain data (typer vendors click, so duck-typed): the table the CLI is compared with (see test_cli_options)."""
+"""Every command's options as plain data (typer vendors click, so duck-typed): the table the CLI is compared with
+(see test_cli_options)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ def test_every_command_option_is_as_committed():
 @pytest.mark.parametrize("command", ["train", "ablate"])
 def test_every_declared_field_is_an_option(command):
     table = {p["name"]: p for p in option_table()[f"golfprof {command}"]["params"]}
-    declared = [(cls, f.name) for cls in (Toggles, TrainConfig) for f in dataclasses.fields(cls) if "help" in f.metadata]
+    declared = [(cls, f.name) for cls in (Toggles, TrainConfig) for f in dataclasses.fields(cls)
+                if "help" in f.metadata]
     assert {name for _, name in declared} <= set(table)
     for cls, name in declared:
         for value in choices(cls, name):

@@ -29,16 +29,16 @@ def scalar_map(s: torch.Tensor, method: str, norm: torch.Tensor) -> torch.Tensor
 def test_matches_polar_factor_within_derived_bound(method, shape):
     g = torch.Generator().manual_seed(sum(shape))
     G = torch.randn(shape, generator=g, dtype=torch.float64)
-    O = orthogonalize(G, method, dtype=torch.float64)
+    orth = orthogonalize(G, method, dtype=torch.float64)
     U, S, Vh = torch.linalg.svd(G, full_matrices=False)
     norm = G.norm(dim=(-2, -1), keepdim=True)[..., 0]
     f = scalar_map(S, method, norm)
     # 1) exactly the polynomial of the singular values, same singular vectors
     expected = U @ torch.diag_embed(f) @ Vh
-    assert (O - expected).abs().max().item() < 1e-9
+    assert (orth - expected).abs().max().item() < 1e-9
     # 2) distance to the polar factor is the derived bound max|p(s) - 1|
     bound = (f - 1).abs().max().item()
-    dist = torch.linalg.matrix_norm(O - U @ Vh, ord=2).max().item()
+    dist = torch.linalg.matrix_norm(orth - U @ Vh, ord=2).max().item()
     assert dist <= bound + 1e-9
     limit = 0.35 if method == "ns5" else 0.15
     assert bound < limit, f"{method}: singular values {f.min().item():.3f}..{f.max().item():.3f}"

@@ -29,9 +29,8 @@ import textwrap
 import pytest
 import torch
 
-from tests.model.triton_marks import U_BF16, needs_gpu, needs_triton
-
 from golfprof.model import ortho_triton as OT
+from tests.model.triton_marks import U_BF16, needs_gpu, needs_triton
 
 
 def _no_less_accurate(rel: dict, bf16_rel: dict) -> None:
@@ -134,12 +133,14 @@ _SCRIPT = textwrap.dedent(r"""
                 b2 = b1.clone()
                 u1 = nesterov_(b1, grad, 0.95)
                 u2 = OT.momentum_into(b2, grad, 0.95)
-                mom.append({"mom": str(md), "grad": str(gd), "m": rel(b2, b1), "u": rel(u2, u1), "dtype": str(u2.dtype)})
+                mom.append({"mom": str(md), "grad": str(gd), "m": rel(b2, b1), "u": rel(u2, u1),
+                            "dtype": str(u2.dtype)})
         g = torch.randn(8, 6, generator=gen)
         b1 = torch.zeros(6, 8); b2 = b1.clone()
         u1 = nesterov_(b1, g.T, 0.9)
         u2 = OT.momentum_into(b2, g.T, 0.9)   # non-contiguous grad: the torch fallback
-        mom.append({"mom": "noncontiguous", "grad": "", "m": rel(b2, b1), "u": rel(u2, u1.bfloat16()), "dtype": str(u2.dtype)})
+        mom.append({"mom": "noncontiguous", "grad": "", "m": rel(b2, b1), "u": rel(u2, u1.bfloat16()),
+                    "dtype": str(u2.dtype)})
         res["momentum"] = mom
 
 
@@ -156,7 +157,8 @@ _SCRIPT = textwrap.dedent(r"""
         out = os.path.join(tmp, "sharded.pt")
         mp.start_processes(worker, args=(2, os.path.join(tmp, "store"), data, out), nprocs=2, start_method="spawn")
         d = torch.load(out)
-        res["sharded"] = {comm: {"rel": compare(x["triton"], x["torch"]), "torch_bf16_rel": compare(x["torch_bf16"], x["torch"]),
+        res["sharded"] = {comm: {"rel": compare(x["triton"], x["torch"]),
+                                 "torch_bf16_rel": compare(x["torch_bf16"], x["torch"]),
                                  "group_sets": x["group_sets"]} for comm, x in d.items()}
         print("RESULT" + json.dumps(res))
 """)
@@ -248,7 +250,7 @@ def test_cuda_sharded_schedules_on_nccl_with_one_rank(comm, tmp_path):
     import torch.distributed as dist
 
     from golfprof.ablations.launch import shutdown_process_group
-    from golfprof.model.config import RunConfig, TINY_MODEL, TINY_TRAIN, Toggles, replace
+    from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, replace
     from golfprof.model.data import DistributedLoader
     from golfprof.model.sharded import ShardedSchedule
     from golfprof.model.synthetic import write_synthetic_dataset

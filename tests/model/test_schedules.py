@@ -8,7 +8,6 @@ difference near 1e-7 that Newton–Schulz and Adam carry through without amplify
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from golfprof.ablations.launch import shutdown_process_group
-from golfprof.model.config import RunConfig, TINY_MODEL, TINY_TRAIN, Toggles, replace
+from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, replace
 from golfprof.model.data import DistributedLoader
 from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer

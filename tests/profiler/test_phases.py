@@ -1,13 +1,12 @@
-import json
 import time
 
 import pytest
 import torch
 
-from golfprof.profiler import phases
-from golfprof.profiler.window import Window
-from golfprof.profiler.phases import NULL_CLOCK, UNMARKED, Marker, PhaseClock
 from golfprof.model.config import ConfigError
+from golfprof.profiler import phases
+from golfprof.profiler.phases import NULL_CLOCK, UNMARKED, Marker, PhaseClock
+from golfprof.profiler.window import Window
 
 
 def _annotations(prof) -> list[str]:
@@ -76,4 +75,5 @@ def test_one_graph_replaces_the_per_bank_orthogonalize_phases():
     assert not any(phases.bank_orthogonalize(b) in one for b in banks)
     # the explicit schedule orthogonalizes bank by bank whatever the kernel
     explicit = phases.documented_phases(banks, "explicit", 2, one_graph=True)
-    assert phases.bank_orthogonalize("qo_bank") in explicit and phases.bank_orthogonalize(phases.ALL_BANKS) not in explicit
+    assert (phases.bank_orthogonalize("qo_bank") in explicit
+            and phases.bank_orthogonalize(phases.ALL_BANKS) not in explicit)

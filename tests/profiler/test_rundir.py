@@ -191,7 +191,7 @@ _OWNER = "profiler/rundir.py"
 # TODO(lead): excluded only until they ask RunDir/MatrixDir; remove each from this set when converted.
 # golfprof/cli.py: being rewritten. ablations/simulate.py: new, in progress; its simulated/*-rank<r>.parquet
 # paths belong in RunDir (and docs/run-directory.md) once that feature settles.
-_NOT_YET_CONVERTED = {"ablations/simulate.py"}  # TODO(lead): until simulated worlds settle their files
+_NOT_YET_CONVERTED: set[str] = set()
 
 
 def _package_sources() -> list[Path]:

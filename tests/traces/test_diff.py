@@ -8,12 +8,12 @@ import logging
 from pathlib import Path
 
 import pytest
-from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder, golfprof_meta
-from tests.traces.trace_dirs import GPU_TRACES
-from tests.cli import invoke
 
 from golfprof.profiler import phases as ph
 from golfprof.traces.kernels import name_pattern
+from tests.cli import invoke
+from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder, golfprof_meta
+from tests.traces.trace_dirs import GPU_TRACES
 
 
 def _run(root: Path, planted: bool) -> Path:
@@ -90,7 +90,8 @@ def test_kernel_sets_agree_with_hta_trace_diff():
     ka = kernel_table(load_trace(a / "trace" / "rank0.pt.trace.json.gz"), grouped=False)
     kb = kernel_table(load_trace(b / "trace" / "rank0.pt.trace.json.gz"), grouped=False)
     ours_new, ours_gone = set(kb.kernel) - set(ka.kernel), set(ka.kernel) - set(kb.kernel)
-    ta, tb = hta_diff.LabeledTrace(label="a", trace_dir=str(a / "trace")), hta_diff.LabeledTrace(label="b", trace_dir=str(b / "trace"))
+    ta, tb = (hta_diff.LabeledTrace(label="a", trace_dir=str(a / "trace")),
+              hta_diff.LabeledTrace(label="b", trace_dir=str(b / "trace")))
     df = hta_diff.TraceDiff.compare_traces(ta, tb, control_iteration=ta.iterations(), test_iteration=tb.iterations(),
                                            device_type=hta_diff.DeviceType.GPU)
     theirs_new = set(df.index[df.a_counts == 0])

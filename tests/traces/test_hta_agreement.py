@@ -1,4 +1,5 @@
-"""idle_pct and hta_overlap_pct (the compatibility columns) agree with HolisticTraceAnalysis on the same files (±0.5 pp).
+"""idle_pct and hta_overlap_pct (the compatibility columns) agree with HolisticTraceAnalysis on the same files
+(±0.5 pp).
 
 Runs over every folder in tests/data/gpu_traces/ (real GPU recordings), every public trace HTA
 itself can analyse, and a synthetic two-rank trace carrying HTA's quirks (ns timestamps it rounds,
@@ -12,11 +13,11 @@ import math
 from pathlib import Path
 
 import pytest
-from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder, golfprof_meta
-from tests.traces.trace_dirs import GPU_TRACES, PUBLIC
 
 from golfprof.profiler import phases as ph
 from golfprof.traces.discover import discover
+from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder, golfprof_meta
+from tests.traces.trace_dirs import GPU_TRACES, PUBLIC
 
 TOLERANCE_PP = 0.5
 EXACT_PP = 0.01  # on the synthetic trace every HTA quirk is replicated, so the numbers must be equal
