@@ -13,7 +13,6 @@ import resource
 import statistics
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,17 +23,17 @@ import torch.distributed as dist
 from golfprof import faults
 from golfprof.errors import Interrupted
 from golfprof.model.config import ConfigError, RunConfig
-from golfprof.model.flops import flops_per_token, ortho_flops_per_rank
 from golfprof.model.data import DistributedLoader, build_byte_luts, load_validation, target_byte_count
+from golfprof.model.flops import flops_per_token, ortho_flops_per_rank
 from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler import phases
 from golfprof.profiler.ceiling import ceiling
 from golfprof.profiler.gcwatch import GcWatch, freeze_after_warmup
 from golfprof.profiler.kineto import make_profiler
-from golfprof.profiler.window import Window, timed_steps
 from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
 from golfprof.profiler.rundir import RunDir, environment
+from golfprof.profiler.window import Window, timed_steps
 
 from .ownership import hold_shared
 from .spec import RunSpec
@@ -170,7 +169,8 @@ class Progress:
         self.bar = None
         self.times: list[float] = []  # kept sorted, for the running median
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             self.bar = RichProgress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                                     TextColumn("{task.fields[info]}"), TimeRemainingColumn())

@@ -7,7 +7,6 @@ from typing import Any
 from golfprof.model.config import ConfigError, Toggles, replace
 from golfprof.results import BASELINE  # noqa: F401 - the variants are defined relative to it
 
-
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "explicit_banks": ("the record: 4 banks, Parallel Muon (reduce-scatter / NS5 / all-gather), "
                        "bf16 casts, compiled", {}),

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from golfprof import options as O
 from golfprof.ablations import variants as V
@@ -417,7 +417,8 @@ def regress(
     """Exit 0 within bounds, 1 on a significant regression beyond the bound, 2 on bad input."""
     import json
 
-    from golfprof.results.regress import parse_bound, regress as run_regress
+    from golfprof.results.regress import parse_bound
+    from golfprof.results.regress import regress as run_regress
 
     result = run_regress(current, baseline, metric, parse_bound(max_increase))
     if json_out:

@@ -17,7 +17,7 @@ import typer
 
 from golfprof.ablations.spec import RunSpec
 from golfprof.errors import ConfigError
-from golfprof.model.config import PRESETS, BF16_PARTS, RunConfig, Toggles, TrainConfig, choices, preset, replace
+from golfprof.model.config import BF16_PARTS, PRESETS, RunConfig, Toggles, TrainConfig, choices, preset, replace
 
 # Where an option's value goes: the variant's toggles, the preset's training config, or the RunSpec.
 Owner = Literal["toggles", "train", "launch"]

@@ -12,7 +12,6 @@ from typing import Any, Literal, get_args, get_type_hints
 
 from golfprof.errors import ConfigError  # noqa: F401 - model code raises it under this name
 
-
 BF16_PART = Literal["embeddings", "weights", "momentum", "rotary"]
 BF16_PARTS: tuple[str, ...] = get_args(BF16_PART)
 

@@ -23,7 +23,8 @@ from golfprof.profiler import phases
 from .config import Toggles, TrainConfig
 from .optim import apply_update_, nesterov_, set_adam_lr, update_scale
 from .ortho import orthogonalize
-from .ortho_triton import OrthoSet, available as triton_available, momentum_into, orthogonalize_triton
+from .ortho_triton import OrthoSet, momentum_into, orthogonalize_triton
+from .ortho_triton import available as triton_available
 
 Mark = Callable[[str], ContextManager]
 

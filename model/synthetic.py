@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from golfprof.errors import ConfigError
+
 from .data import read_header, write_shard
 
 VERSION = 1

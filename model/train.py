@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from golfprof.profiler import phases
 from golfprof.profiler.phases import UNMARKED, Marker
 
-from .attention import prepare as prepare_attention, resolve_backend
+from .attention import prepare as prepare_attention
+from .attention import resolve_backend
 from .config import RunConfig
 from .gpt import GPT
 from .optim import EMA, build_adam, lr_multiplier, muon_momentum

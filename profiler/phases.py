@@ -19,9 +19,26 @@ except Exception:  # pragma: no cover - exercised only without the package
     _nvtx_push = _nvtx_pop = None
 
 from .names import (  # noqa: F401  (re-exported: the trainer and tests use phases.<NAME>)
-    ADAM, ALL_BANKS, BACKWARD, DATA, DEFAULT_PHASE_REGEX, EMA, FORWARD, GRAD_CLIP, MUON, OPTIMIZER, PLANTED_DELAY,
-    PREFIX, REPLICATED_ALLREDUCE, RS_LAUNCH, STEP, UPDATE_APPLY, bank_all_gather, bank_orthogonalize,
-    bank_wait, documented_phases,
+    ADAM,
+    ALL_BANKS,
+    BACKWARD,
+    DATA,
+    DEFAULT_PHASE_REGEX,
+    EMA,
+    FORWARD,
+    GRAD_CLIP,
+    MUON,
+    OPTIMIZER,
+    PLANTED_DELAY,
+    PREFIX,
+    REPLICATED_ALLREDUCE,
+    RS_LAUNCH,
+    STEP,
+    UPDATE_APPLY,
+    bank_all_gather,
+    bank_orthogonalize,
+    bank_wait,
+    documented_phases,
 )
 
 

@@ -53,13 +53,15 @@ def gate_metric(current: RunSamples, baseline: RunSamples, metric: str, bound_pc
         out.update(change_pct=sign * d.rel_pct, worse_ci=[worse_lo, max(sign * d.lo, sign * d.hi)],
                    test=d.method, p_value=d.p_value)
         out["regressed"] = bool(worse_lo > limit)
-        out["why"] = (f"{metric} worse by {sign * d.diff:+.4g} (95% CI {worse_lo:+.4g}..{max(sign * d.lo, sign * d.hi):+.4g}); "
+        worse_hi = max(sign * d.lo, sign * d.hi)
+        out["why"] = (f"{metric} worse by {sign * d.diff:+.4g} (95% CI {worse_lo:+.4g}..{worse_hi:+.4g}); "
                       f"bound {limit:.4g} ({bound_pct:g}% of {base:.4g})")
     else:
         worse = sign * (float(b[0]) - base)
         out.update(change_pct=100 * worse / base if base else math.nan, test="single values (no per-step samples)")
         out["regressed"] = bool(worse > limit)
-        out["why"] = f"{metric} worse by {worse:+.4g}; bound {limit:.4g} ({bound_pct:g}% of {base:.4g}); no samples to test significance"
+        out["why"] = (f"{metric} worse by {worse:+.4g}; bound {limit:.4g} ({bound_pct:g}% of {base:.4g}); "
+                      "no samples to test significance")
     return out
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.cli import run as golfprof
-
 from golfprof.model.config import TINY_MODEL
 from golfprof.profiler import phases
+from tests.cli import run as golfprof
 
 BANKS = list(TINY_MODEL.bank_shapes())
 
@@ -254,8 +253,9 @@ def _alive(pids: list[int]) -> list[int]:
 def test_sigterm_stops_the_ranks_too(tmp_path):
     """`timeout` or a scheduler sends SIGTERM to golfprof alone: its torchrun and ranks must go too."""
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "golfprof.cli", "ablate", "--variant", "explicit_banks", "--nproc", "2",
-                             "--preset", "tiny", "--steps", "100000", "--profile-steps", "off", "--runs-dir", str(runs),
+    proc = subprocess.Popen([sys.executable, "-m", "golfprof.cli", "ablate", "--variant", "explicit_banks",
+                             "--nproc", "2", "--preset", "tiny", "--steps", "100000", "--profile-steps", "off",
+                             "--runs-dir", str(runs),
                              "--data-dir", str(tmp_path / "data"), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ranks: list[int] = []

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import run as golfprof
-
 from golfprof.ablations.matrix import interleaved, run_matrix
-from golfprof.results.comparison import comparison
 from golfprof.cli import _DEFAULTS, build_spec
+from golfprof.results.comparison import comparison
+from tests.cli import run as golfprof
 
 STEPS = 12
 
@@ -77,7 +76,8 @@ def test_regress_exit_codes(planted, tmp_path):
                  ["regress", str(slow), "--baseline", str(base), "--metric", "bogus"],
                  ["regress", str(slow), "--baseline", str(base), "--max-increase", "lots"]):
         r = golfprof(*args)
-        assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and len(lines) == 1, r.stderr
 
 
 def test_regress_refuses_runs_of_different_config(planted, tmp_path):

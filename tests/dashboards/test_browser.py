@@ -9,18 +9,17 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-import plotly.graph_objects as go
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
-
-from tests.dashboards import dash_synth as S
-from tests.dashboards.cdp_browser import Browser, chromium
 
 from golfprof.dashboards import charts as C
 from golfprof.dashboards.diffs import APPEARED
 from golfprof.dashboards.page import Chart, Section, render
-from golfprof.profiler.rundir import write_text as write_atomic
 from golfprof.dashboards.report import Options, write
+from golfprof.profiler.rundir import write_text as write_atomic
+from tests.dashboards import dash_synth as S
+from tests.dashboards.cdp_browser import Browser, chromium
 
 GPU_TRACES = Path(__file__).resolve().parents[1] / "data" / "gpu_traces"
 

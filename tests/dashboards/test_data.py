@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboards import dash_synth as S
-
 from golfprof.ablations.matrix import load_state
-from golfprof.results.comparison import comparison as matrix_comparison
 from golfprof.dashboards import data
 from golfprof.dashboards.runs import DashboardError, find_runs
+from golfprof.results.comparison import comparison as matrix_comparison
+from tests.dashboards import dash_synth as S
 
 
 def test_matrix_folder_expands_to_its_runs_and_baseline(matrix: Path):

@@ -10,12 +10,11 @@ from typing import Callable
 import pytest
 from typer.testing import Result
 
-from tests.dashboards import dash_synth as S
-
 from golfprof.dashboards import charts, diffs, tables
 from golfprof.dashboards.report import Options, build
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.traces.ranks import load_ranks
+from tests.dashboards import dash_synth as S
 
 PATTERN = re.compile(DEFAULT_PHASE_REGEX)
 UPDATE = "golfprof/step/optimizer/update_apply"

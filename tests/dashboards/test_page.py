@@ -10,8 +10,8 @@ import pytest
 from plotly.offline import get_plotlyjs
 from typer.testing import Result
 
-from golfprof.profiler.rundir import write_text as write_atomic
 from golfprof.dashboards.report import Options, build
+from golfprof.profiler.rundir import write_text as write_atomic
 
 
 def test_page_embeds_plotly_once_and_fetches_nothing(matrix: Path):

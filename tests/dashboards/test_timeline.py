@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.dashboards import dash_synth as S
-
 from golfprof.dashboards import timeline as T
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.traces.load import load_trace
 from golfprof.traces.summary import summarize_rank
+from tests.dashboards import dash_synth as S
 
 PATTERN = re.compile(DEFAULT_PHASE_REGEX)
 

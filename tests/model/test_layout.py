@@ -1,7 +1,7 @@
 import torch
 
 from golfprof.model.config import TINY_MODEL
-from golfprof.model.gpt import GPT, BANK_NAMES
+from golfprof.model.gpt import BANK_NAMES, GPT
 from golfprof.model.layout import rebank_state_dict, unbank_state_dict
 
 

@@ -31,10 +31,9 @@ import textwrap
 import pytest
 import torch
 
-from tests.model.triton_marks import HAVE_TRITON, U_BF16, needs_gpu, needs_triton
-
 from golfprof.model import ortho_triton as OT
 from golfprof.model.ortho import orthogonalize
+from tests.model.triton_marks import HAVE_TRITON, U_BF16, needs_gpu, needs_triton
 
 E2E_ABS = 3e-2
 

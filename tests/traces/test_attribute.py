@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder
 
 from golfprof.profiler import phases as ph
 from golfprof.traces import attribute
 from golfprof.traces.command import DEFAULT_PHASE_REGEX
+from tests.traces.kineto_synth import AUTOGRAD_TID, TraceBuilder
 
 
 def full_step(b: TraceBuilder, s: float, n: int) -> None:

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.traces.kineto_synth import TraceBuilder, golfprof_meta
 
 from golfprof.profiler import phases as ph
 from golfprof.traces import command
+from tests.traces.kineto_synth import TraceBuilder, golfprof_meta
 
 PHASE_KEYS = {"cpu_ms", "gpu_kernel_ms", "gpu_busy_ms", "comm_ms", "exposed_comm_ms"}
 RANK_KEYS = {"rank", "steps", "step_ms", "gpu_busy_pct", "idle_pct", "comm_comp_overlap_pct", "phases"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.traces.kineto_synth import TraceBuilder, golfprof_meta
 
 from golfprof.profiler import phases as ph
 from golfprof.traces.comm import canonical_op, parse_kernel_name
+from tests.traces.kineto_synth import TraceBuilder, golfprof_meta
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.traces.trace_dirs import GPU_TRACES
-from tests.cli import invoke
 
 from golfprof.profiler import phases as ph
+from tests.cli import invoke
+from tests.traces.trace_dirs import GPU_TRACES
 
 GRAPH = GPU_TRACES / "h100_full_triton_graph_1mb"
 TORCH = GPU_TRACES / "h100_full_compiled_1mb"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.traces.kineto_synth import TraceBuilder
 
 from golfprof.traces import load
 from golfprof.traces.load import TraceError, load_trace, read_header
+from tests.traces.kineto_synth import TraceBuilder
 
 
 def _builder() -> TraceBuilder:

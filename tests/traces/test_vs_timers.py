@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.traces.trace_dirs import GPU_TRACES
-from tests.cli import invoke
 
 from golfprof.profiler import phases as ph
+from tests.cli import invoke
+from tests.traces.trace_dirs import GPU_TRACES
 
 RUNS = sorted(p for p in GPU_TRACES.glob("*") if (p / "phases" / "rank0.parquet").exists())
 
