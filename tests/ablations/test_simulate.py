@@ -23,7 +23,6 @@ from golfprof.ablations.spec import RunSpec
 from golfprof.errors import ConfigError
 from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, replace
 from golfprof.model.data import DistributedLoader
-from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler.collectives import Recorder, register_ddp_hook, sequence
 
@@ -80,9 +79,8 @@ def _worker(rank: int, world: int, store: str, data: str, out: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("data")
-    return write_synthetic_dataset(out, TINY_MODEL.vocab_size, 40_000, 2_000, seed=0)["train"]
+def data(tiny_train_shards: str) -> str:
+    return tiny_train_shards
 
 
 @pytest.mark.parametrize("world", [2, 3])

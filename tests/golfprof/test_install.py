@@ -44,3 +44,11 @@ def test_train_runs_without_the_test_extras(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "summary.json").is_file()
+
+
+def test_the_readme_trains_on_the_main_install_and_tests_on_the_extras():
+    """README line 1 installs what training needs; line 2 (what .ci/run runs, exactly) adds the test extras."""
+    block = (ROOT / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    train, test = (line.split("   #")[0].strip() for line in block[:2])
+    assert train.startswith("pip install torch==2.13.0 -e . &&") and "[test]" not in train
+    assert test in (ROOT / ".ci" / "run").read_text().splitlines()

@@ -18,7 +18,6 @@ import torch.multiprocessing as mp
 from golfprof.ablations.launch import shutdown_process_group
 from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, replace
 from golfprof.model.data import DistributedLoader
-from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer
 
 STEPS = 3
@@ -61,9 +60,8 @@ def _worker(rank: int, world: int, store: str, data: str, out: str, cases: list)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("data")
-    return write_synthetic_dataset(out, TINY_MODEL.vocab_size, 40_000, 2_000, seed=0)["train"]
+def data(tiny_train_shards: str) -> str:
+    return tiny_train_shards
 
 
 def _reference(layout: str, clip: float, data: str) -> dict[str, torch.Tensor]:
