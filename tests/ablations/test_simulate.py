@@ -13,11 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from golfprof.ablations import variants as V
-from golfprof.ablations.launch import shutdown_process_group
 from golfprof.ablations.simulate import check, fake_world, read_collectives, roles, simulate
 from golfprof.ablations.spec import RunSpec
 from golfprof.errors import ConfigError
@@ -25,6 +23,7 @@ from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, re
 from golfprof.model.data import DistributedLoader
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler.collectives import Recorder, register_ddp_hook, sequence
+from tests.distributed import gloo_rank
 
 STEPS = 2
 # every schedule in both layouts, and the toggles that change what is communicated
@@ -66,16 +65,9 @@ def _cases(world: int) -> list[tuple]:
 
 
 def _worker(rank: int, world: int, store: str, data: str, out: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    ok = False
-    try:
-        info = DistInfo(world_size=world, rank=rank, local_rank=rank, backend="gloo")
+    with gloo_rank(rank, world, store) as info:
         seqs = {_key(c): sequence(_record(_run(*c), info, data)) for c in _cases(world)}
         Path(out, f"rank{rank}.json").write_text(json.dumps(seqs))
-        ok = True
-    finally:
-        shutdown_process_group(ok)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from golfprof.ablations.launch import shutdown_process_group
 from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, replace
 from golfprof.model.data import DistributedLoader
 from golfprof.model.train import DistInfo, Trainer
+from tests.distributed import gloo_rank
 
 STEPS = 3
 TOL = 2e-5
@@ -45,18 +44,11 @@ CASES = [("banked", "explicit", 0.0), ("unbanked", "explicit", 0.0), ("banked", 
 
 
 def _worker(rank: int, world: int, store: str, data: str, out: str, cases: list) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    ok = False
-    try:
-        info = DistInfo(world_size=world, rank=rank, local_rank=rank, backend="gloo")
+    with gloo_rank(rank, world, store) as info:
         for layout, comm, clip in cases:
             sd = _train(_run_config(layout, comm, clip), info, data)
             if rank == 0:
                 torch.save(sd, Path(out) / f"{comm}_{layout}_{clip}.pt")
-        ok = True
-    finally:
-        shutdown_process_group(ok)
 
 
 @pytest.fixture(scope="module")
