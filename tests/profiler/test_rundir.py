@@ -188,10 +188,6 @@ _FILE_NAMES = ("config.json", "env.json", "summary.json", "matrix.json", "compar
                "launch_logs", ".incomplete-", ".pt.trace.json", ".parquet")
 _FOLDERS = {"steps", "phases", "trace", "launch_logs"}
 _OWNER = "profiler/rundir.py"
-# TODO(lead): excluded only until they ask RunDir/MatrixDir; remove each from this set when converted.
-# golfprof/cli.py: being rewritten. ablations/simulate.py: new, in progress; its simulated/*-rank<r>.parquet
-# paths belong in RunDir (and docs/run-directory.md) once that feature settles.
-_NOT_YET_CONVERTED: set[str] = set()
 
 
 def _package_sources() -> list[Path]:
@@ -227,6 +223,6 @@ def test_only_rundir_spells_run_directory_file_names():
     sources = _package_sources()
     assert ROOT / _OWNER in sources and len(sources) > 20
     found = [f"{p.relative_to(ROOT)}:{line}: {text}" for p in sources
-             if p.relative_to(ROOT).as_posix() not in {_OWNER, *_NOT_YET_CONVERTED}
+             if p.relative_to(ROOT).as_posix() != _OWNER
              for line, text in _spellings(p.read_text())]
     assert not found, "ask profiler/rundir.py's RunDir/MatrixDir instead:\n" + "\n".join(found)
