@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from golfprof.model.config import RunConfig, option
+from golfprof.model.config import RunConfig, check_ranges, option
 
 
 @dataclass
@@ -25,7 +25,8 @@ class RunSpec:
     sp_model: str | None = option(None, "SentencePiece model for val_bpb.")
     runs_dir: str = option("runs", "Base folder of run directories.", type=Path)
     data_dir: str = option("data", "Where synthetic shards are cached.", type=Path)
-    warmup_steps: int | None = option(None, "Leading steps left out of the medians (default 3 compiled, 1 eager).")
+    warmup_steps: int | None = option(None, "Leading steps left out of the medians (default 3 compiled, 1 eager).",
+                                       min=0)
     profile: str = option("auto", "Profiler window WAIT,WARMUP,ACTIVE, 'auto' or 'off'.", flag="--profile-steps")
     record_shapes: bool = option(False, "Record op input shapes in the trace.")
     with_stack: bool = option(False, "Record Python stacks in the trace.")
@@ -35,9 +36,10 @@ class RunSpec:
     quiet: bool = option(False, "No progress bar.")
     simulate_world: int | None = option(
         None, "Play a world of N ranks in this process over the fake backend and predict its step (collectives "
-        "modelled, compute measured); see docs/simulated-worlds.md.")
+        "modelled, compute measured); see docs/simulated-worlds.md.", min=1)
     simulate_rank: str = option("all", "With --simulate-world: the rank to play, or all (each distinct role once).")
-    simulate_nodes: int = option(1, "With --simulate-world: nodes the world spans (400 Gb/s InfiniBand between them).")
+    simulate_nodes: int = option(1, "With --simulate-world: nodes the world spans (400 Gb/s InfiniBand between them).",
+                                 min=1)
     comm_model: str | None = option(
         None, "With --simulate-world: cost table, h100, h200 or a file from `golfprof bench comm` "
         "(default: the GPU's, else h200).")
@@ -45,6 +47,9 @@ class RunSpec:
     evaluate: bool = True
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)  # the numbers' declared ranges, before anything is launched
 
     @property
     def run(self) -> RunConfig:

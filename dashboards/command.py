@@ -22,7 +22,7 @@ def dashboard(
     baseline_variant: Optional[str] = typer.Option(None, "--baseline-variant", help="variant the comparison is made "
                                                    "against (default: the matrix's baseline)"),
     order: str = typer.Option("time", "--order", help="trend order: time (run start) or given (as PATHs list them)"),
-    step: Optional[int] = typer.Option(None, "--step", help="profiler step the timeline draws (default: the "
+    step: Optional[int] = typer.Option(None, "--step", min=0, help="profiler step the timeline draws (default: the "
                                        "median-length one)"),
     phases: str = typer.Option(DEFAULT_PHASE_REGEX, "--phases", help="regex picking the CPU ranges that are phases"),
     title: Optional[str] = typer.Option(None, "--title", help="page title"),

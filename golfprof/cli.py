@@ -298,11 +298,14 @@ def _sweep_specs(names: list[str], sweep: str, nproc: int, opts: dict[str, Any])
         raise ConfigError("--sweep-tokens-per-step is empty")
     specs = {}
     for value in values:
-        spec = build_spec(variant=names[0], **{**opts, "tokens_per_step": value})
-        run = spec.run
-        if opts.get("micro_batch_seqs") is None:
-            micro = run.train.fitted_micro_batch(nproc)
-            spec = build_spec(variant=names[0], **{**opts, "tokens_per_step": value, "micro_batch_seqs": micro})
+        try:  # each value refused as the sweep's, before any folder exists
+            spec = build_spec(variant=names[0], **{**opts, "tokens_per_step": value})
+            if opts.get("micro_batch_seqs") is None:
+                micro = spec.run.train.fitted_micro_batch(nproc)
+                spec = build_spec(variant=names[0], **{**opts, "tokens_per_step": value, "micro_batch_seqs": micro})
+            spec.run.validate(nproc)
+        except ConfigError as e:
+            raise ConfigError(f"--sweep-tokens-per-step value {value}: {e}") from None
         specs[f"{names[0]}-tps{value}"] = spec
     return specs
 

@@ -16,14 +16,41 @@ BF16_PART = Literal["embeddings", "weights", "momentum", "rotary"]
 BF16_PARTS: tuple[str, ...] = get_args(BF16_PART)
 
 
-def option(default: Any, help: str, *, flag: str | None = None, type: type | None = None) -> Any:
-    """A field the CLI offers as ``--<field-name>`` (or ``flag``), declared once: default, help, choices.
+def option(default: Any, help: str, *, flag: str | None = None, type: type | None = None,
+           min: float | None = None, max: float | None = None) -> Any:
+    """A field the CLI offers as ``--<field-name>`` (or ``flag``), declared once: default, help, choices, range.
 
     ``help`` may name ``{choices}``: the values of the field's ``Literal`` type. ``type`` is the CLI's
-    type where it differs from the stored one (paths are stored as text). Fields made without
-    ``option`` are not command-line options. golfprof/options.py turns these into typer options.
+    type where it differs from the stored one (paths are stored as text). ``min``/``max`` bound a number
+    (inclusive); :func:`check_ranges` refuses a value outside them when the dataclass is made, so a bad
+    number is an error before any folder or process exists. Fields made without ``option`` are not
+    command-line options. golfprof/options.py turns these into typer options.
     """
-    return field(default=default, metadata={"help": help, "flag": flag, "type": type})
+    return field(default=default, metadata={"help": help, "flag": flag, "type": type, "min": min, "max": max})
+
+
+# What torch.manual_seed accepts: a signed or unsigned 64-bit integer.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The command-line spelling of a field: its declared flag, else ``--field-name``."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def check_ranges(obj: Any) -> None:
+    """Every number of a config dataclass within the ``min``/``max`` its field declares (None: not set)."""
+    for f in dataclasses.fields(obj):
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        value = getattr(obj, f.name)
+        if (lo is None and hi is None) or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{flag_of(f)} {value!r}: expected a number")
+        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
+            bound = (f"between {lo} and {hi}" if lo is not None and hi is not None
+                     else f">= {lo}" if lo is not None else f"<= {hi}")
+            raise ConfigError(f"{flag_of(f)} {value}: must be {bound}")
 
 
 @dataclass(frozen=True)
@@ -96,10 +123,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    tokens_per_step: int = option(786_432, "Global tokens per optimizer step.")
-    micro_batch_seqs: int = option(48, "Sequences per micro-batch per rank.")
-    seq_len: int = option(2048, "Sequence length.")
-    steps: int = option(50, "Optimizer steps (default: the preset's).")
+    tokens_per_step: int = option(786_432, "Global tokens per optimizer step.", min=1)
+    micro_batch_seqs: int = option(48, "Sequences per micro-batch per rank.", min=1)
+    seq_len: int = option(2048, "Sequence length.", min=1)
+    steps: int = option(50, "Optimizer steps (default: the preset's).", min=1)
     warmdown_steps: int = 3500
     muon_lr: float = 0.025
     muon_momentum: float = 0.99
@@ -115,8 +142,11 @@ class TrainConfig:
     adam_eps: float = 1e-8
     grad_clip: float = 0.3
     ema_decay: float = 0.997
-    seed: int = option(1337, "Seed for weights and synthetic data.")
+    seed: int = option(1337, "Seed for weights and synthetic data.", min=SEED_MIN, max=SEED_MAX)
     val_tokens: int = 65_536
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
     def seqs_per_step(self) -> int:
         if self.tokens_per_step % self.seq_len:
@@ -128,6 +158,9 @@ class TrainConfig:
     def fitted_micro_batch(self, world_size: int) -> int:
         """The largest micro-batch <= micro_batch_seqs that divides each rank's share (for sweeps)."""
         per_rank = self.seqs_per_step() // world_size
+        if per_rank < 1:
+            raise ConfigError(f"tokens_per_step {self.tokens_per_step} is {self.seqs_per_step()} sequence(s) of "
+                              f"{self.seq_len} tokens, fewer than the world size {world_size}")
         return max(d for d in range(1, min(self.micro_batch_seqs, per_rank) + 1) if per_rank % d == 0)
 
     def grad_accum(self, world_size: int) -> int:

@@ -40,7 +40,7 @@ class _Chain:
     """The seeded transition structure shared by the train and val splits."""
 
     def __init__(self, vocab_size: int, seed: int) -> None:
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+        rng = np.random.default_rng(np.random.SeedSequence([seed % 2**64, 0]))  # torch's seeds may be negative
         self.ranks = vocab_size - FIRST_TOKEN
         weights = np.asarray(SUCCESSOR_WEIGHTS[: min(len(SUCCESSOR_WEIGHTS), self.ranks)])
         self.probs = weights / weights.sum()
@@ -57,7 +57,7 @@ class _Chain:
 
     def sample(self, n: int, seed_words: list[int]) -> np.ndarray:
         """n tokens from ceil(n / CHAIN_TOKENS) chains run side by side, then laid end to end."""
-        rng = np.random.default_rng(np.random.SeedSequence(seed_words))
+        rng = np.random.default_rng(np.random.SeedSequence([w % 2**64 for w in seed_words]))
         chains = max(1, -(-n // CHAIN_TOKENS))
         steps = -(-n // chains)
         pick = rng.choice(len(self.probs), size=(steps, chains), p=self.probs)

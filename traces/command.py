@@ -113,7 +113,7 @@ def analyze(
     path: Path = typer.Argument(..., help="run directory, folder of per-rank traces, or one .json/.json.gz trace"),
     json_out: bool = typer.Option(False, "--json", help="write the analysis as JSON to stdout instead of tables"),
     phases: str = typer.Option(DEFAULT_PHASE_REGEX, "--phases", help="regex picking the CPU ranges that are phases"),
-    jobs: int = typer.Option(0, "--jobs", help="processes loading ranks in parallel (0: one per CPU core)"),
+    jobs: int = typer.Option(0, "--jobs", min=0, help="processes loading ranks in parallel (0: one per CPU core)"),
     merged_trace: Optional[Path] = typer.Option(None, "--merged-trace", help="also write every rank of the first "
                                                 "profiling window into one Perfetto trace (.json or .json.gz): one "
                                                 "process per rank, clocks aligned, phases kept"),
@@ -152,7 +152,7 @@ def diff(
     run_b: Optional[Path] = typer.Argument(None, help="the run to explain, same forms (default with --ranks: RUN_A)"),
     json_out: bool = typer.Option(False, "--json", help="write the diff as JSON to stdout instead of tables"),
     phases: str = typer.Option(DEFAULT_PHASE_REGEX, "--phases", help="regex picking the CPU ranges that are phases"),
-    top: int = typer.Option(15, "--top", help="changed kernels to list per rank"),
+    top: int = typer.Option(15, "--top", min=0, help="changed kernels to list per rank"),
     ranks: Optional[str] = typer.Option(None, "--ranks", help="compare rank A of RUN_A with rank B of RUN_B (or of "
                                         "RUN_A when RUN_B is not given), as A,B: --ranks 0,1"),
     kernel_names: str = typer.Option("grouped", "--kernel-names", help="grouped: fold template arguments, Triton "
