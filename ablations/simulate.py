@@ -6,7 +6,7 @@ fake backend fills their outputs deterministically (a reduce-scatter's output is
 of its own input, an all-gather's every chunk is this rank's input, an all-reduce leaves its tensor
 as it is: as if every rank had contributed what this one did), so orthogonalizers and loss stay
 finite, but the losses of a simulated run mean nothing. The recorder (profiler/collectives.py)
-notes every collective; traces/replay.py turns them and the rank's own timeline into a prediction.
+notes every collective; golfprof.predict turns them and the rank's own timeline into a prediction.
 """
 
 from __future__ import annotations
@@ -191,8 +191,8 @@ def read_collectives(run_dir: Path) -> dict[int, pd.DataFrame]:
 def simulate_and_predict(spec: RunSpec, world: int, rank: int | str | None = "all", nodes: int = 1,
                          comm_model: str | None = None) -> dict[str, Any]:
     """Simulate the ranks, then replay them through the cost model; the summary with the prediction."""
-    from golfprof.traces import costmodel
-    from golfprof.traces.predict import predict
+    from golfprof.predict import costmodel
+    from golfprof.predict.predict import predict
 
     check(world, rank, nodes)
     if comm_model is not None:

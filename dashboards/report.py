@@ -138,7 +138,7 @@ def _timeline_sections(traced: list[Traced], colors: dict[str, str], step: int |
                                 "run on their own threads")
         ov = pd.concat([timeline.comm_overlap(rt) for rt in t.ranks], ignore_index=True)
         if not ov.empty:
-            from golfprof.traces.replay import MODELLED  # how a simulated run's predicted trace names its collectives
+            from golfprof.predict.replay import MODELLED  # how a simulated run's predicted trace names its collectives
 
             predicted = any(rt.gpu["name"].astype(str).str.contains(MODELLED, regex=False).any() for rt in t.ranks)
             what = "PREDICTED communication (modelled collectives)" if predicted else "Communication"

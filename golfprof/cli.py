@@ -185,7 +185,7 @@ def _simulate(specs: dict[str, RunSpec], nproc: int, baseline: str) -> int:
     """--simulate-world: each variant's ranks played in this process over the fake backend, one after the
     other, then replayed through the cost model; several variants print the predicted comparison."""
     from golfprof.ablations import simulate as S
-    from golfprof.traces import costmodel
+    from golfprof.predict import costmodel
 
     if nproc != 1:
         raise ConfigError("--simulate-world plays every rank in this one process: leave --nproc at 1")

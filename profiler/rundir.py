@@ -224,7 +224,7 @@ class RunDir:
         """The rank's profiler window, gzipped Chrome/Kineto JSON."""
         return self.trace_dir / f"rank{rank}{TRACE_SUFFIX}.gz"
 
-    # simulated worlds (ablations/simulate.py writes, traces/predict.py reads and predicts)
+    # simulated worlds (ablations/simulate.py writes, golfprof.predict reads and predicts)
     @property
     def simulated_dir(self) -> Path:
         return self.path / SIMULATED

@@ -204,7 +204,7 @@ def diff(
 
 def _prediction_of(path: Path, which: str, err: Console) -> Path:
     """A simulated run is compared through its predicted timeline (its own trace has no communication)."""
-    from .predict import predicted_traces
+    from golfprof.predict.predict import predicted_traces
 
     folder = predicted_traces(path)
     if folder is None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from golfprof.traces import replay
+from golfprof.predict import replay
 
 INF = np.inf
 
@@ -112,7 +112,7 @@ def test_simulated_world_of_one_predicts_its_measured_step(tmp_path: Path) -> No
     from golfprof.ablations.spec import RunSpec
     from golfprof.ablations.variants import resolve
     from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, replace
-    from golfprof.traces.predict import predict
+    from golfprof.predict.predict import predict
 
     run = RunConfig("tiny", TINY_MODEL, replace(TINY_TRAIN, steps=6), resolve("explicit_banks"), "explicit_banks")
     spec = RunSpec(config=run.to_dict(), runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"),
@@ -133,7 +133,7 @@ def test_simulated_world_of_three_predicts_communication(tmp_path: Path) -> None
     from golfprof.ablations.spec import RunSpec
     from golfprof.ablations.variants import resolve
     from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, replace
-    from golfprof.traces.predict import predict
+    from golfprof.predict.predict import predict
 
     run = RunConfig("tiny", TINY_MODEL, replace(TINY_TRAIN, steps=4), resolve("explicit_banks"), "explicit_banks")
     spec = RunSpec(config=run.to_dict(), runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"),
@@ -155,8 +155,8 @@ def test_gpu_trace_replay_drops_the_fake_fills_and_waits_where_the_recorder_wait
     """A synthetic simulated H200 rank: kernels A [0,100) and B [125,200) launched before the wait, C
     [200,300) after it; one all-gather issued at 110 (its fake fill kernel [120,125) is not compute) and
     waited at 130, modelled at exactly 150 µs by a measured table: [110, 260), so C runs [260, 360)."""
+    from golfprof.predict.predict import predict
     from golfprof.profiler.rundir import RunDir, write_json, write_parquet
-    from golfprof.traces.predict import predict
     from tests.traces.kineto_synth import TraceBuilder
 
     b = TraceBuilder(rank=0, world_size=8)

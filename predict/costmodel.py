@@ -214,7 +214,7 @@ def _read(path: Path | str) -> tuple[dict[str, Any], str]:
     name = str(path)
     if name in BUNDLED or name in BUNDLED.values() or name == INTER_NODE:
         fname = BUNDLED.get(name, name)
-        text = resources.files("golfprof.traces").joinpath("comm_tables", fname).read_text()
+        text = resources.files("golfprof.predict").joinpath("comm_tables", fname).read_text()
         return json.loads(text), f"bundled:{fname}"
     p = Path(path)
     if not p.is_file():

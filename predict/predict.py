@@ -1,5 +1,5 @@
 """Prediction of a simulated run directory: reads what its fake ranks recorded, replays it through the
-cost model (traces/replay.py, pure) and writes the prediction beside the run's own files:
+cost model (predict/replay.py, pure) and writes the prediction beside the run's own files:
 
 - ``simulated/predicted.json``: `golfprof analyze`'s JSON schema for the predicted traces, with
   ``"predicted": true`` and a ``prediction`` block (ms/step, optimizer ms, exposed communication
@@ -62,8 +62,8 @@ def _durations(model: costmodel.CommModel, colls: pd.DataFrame, world: int, node
 
 
 def _analysis(doc: dict, path: Path, rank: int) -> Any:
-    from .load import load_trace
-    from .summary import summarize_rank
+    from golfprof.traces.load import load_trace
+    from golfprof.traces.summary import summarize_rank
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / f"rank{rank}{TRACE_SUFFIX}"  # plain JSON: load_trace reads either
@@ -75,7 +75,7 @@ def _analysis(doc: dict, path: Path, rank: int) -> Any:
 
 def _gpu_inputs(rd: RunDir, ranks: list[int], colls: dict[int, pd.DataFrame]) -> dict[int, list] | None:
     """Per rank, the profiled steps of its Kineto trace when every simulated rank has one with GPU kernels."""
-    from .load import load_trace
+    from golfprof.traces.load import load_trace
 
     out = {}
     for r in ranks:
@@ -166,9 +166,9 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
             if rank == r:
                 summaries.append(_analysis(doc, path, r))
 
-    from .diagnose import diagnose
-    from .report import to_json
-    from .summary import combine
+    from golfprof.traces.diagnose import diagnose
+    from golfprof.traces.report import to_json
+    from golfprof.traces.summary import combine
 
     run = combine(summaries, re.compile(DEFAULT_PHASE_REGEX))
     notes = [f"rank {r.rank}: {n}" for r in run.ranks for n in r.notes]

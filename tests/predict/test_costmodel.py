@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 
 from golfprof.errors import ConfigError
-from golfprof.traces import costmodel as cm
+from golfprof.predict import costmodel as cm
 
 MiB = 2**20
 
@@ -31,7 +31,7 @@ def test_bus_factors_are_nccl_tests(n: int) -> None:
 def test_large_messages_move_at_the_tables_bus_bandwidth(h200: cm.CommModel, op: str) -> None:
     """busbw = S/t · factor: at 8 GiB (where the tables' peak figures were measured) the modelled busbw is
     within 1% of the table's, latency being noise there; the marginal cost of bytes is exactly factor / busbw."""
-    table = json.loads(resources.files("golfprof.traces").joinpath("comm_tables", "h200_nvlink.json").read_text())
+    table = json.loads(resources.files("golfprof.predict").joinpath("comm_tables", "h200_nvlink.json").read_text())
     busbw = table["links"]["nvlink"]["bus_bw_GBps"][op]["value"]
     n, s = 8, 8192 * MiB
     t = h200.time(op, s, n)
@@ -98,7 +98,7 @@ def _numbers_without_source(node, path="") -> list[str]:
 
 @pytest.mark.parametrize("name", ["h100_nvlink.json", "h200_nvlink.json", "ib_400g.json"])
 def test_every_bundled_number_cites_its_source(name: str) -> None:
-    table = json.loads(resources.files("golfprof.traces").joinpath("comm_tables", name).read_text())
+    table = json.loads(resources.files("golfprof.predict").joinpath("comm_tables", name).read_text())
     assert _numbers_without_source(table) == []
     assert len(json.dumps(table)) > 500  # not an empty table
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from golfprof.traces import metrics
 
 
 @dataclass
@@ -368,7 +368,7 @@ def gpu_role_steps(ev: pd.DataFrame, colls: pd.DataFrame) -> list[TraceStep]:
     A DDP bucket has no wait range: DDP waits for it as backward ends."""
     import re
 
-    from . import attribute, events, metrics
+    from golfprof.traces import attribute, events, metrics
 
     st = events.steps(ev)
     g = attribute.launched_work(ev)
