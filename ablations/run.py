@@ -23,8 +23,9 @@ import torch.distributed as dist
 from golfprof import faults
 from golfprof.errors import Interrupted
 from golfprof.model.config import ConfigError, RunConfig
-from golfprof.model.data import DistributedLoader, build_byte_luts, load_validation, target_byte_count
+from golfprof.model.data import build_byte_luts, load_validation, target_byte_count
 from golfprof.model.flops import flops_per_token, ortho_flops_per_rank
+from golfprof.model.prefetch import close_loader, make_loader
 from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler import phases
@@ -234,9 +235,8 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     trainer = Trainer(run, device, info, Marker(clock, marks=spec.marks))
     if on_trainer is not None:
         on_trainer(trainer)
-    loader = DistributedLoader(train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
-                               trainer.grad_accum, info.world_size, info.rank,
-                               pin_memory=device.type == "cuda", vocab_size=run.model.vocab_size)
+    loader = make_loader(run.toggles.loader, train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
+                         trainer.grad_accum, info.world_size, info.rank, device, vocab_size=run.model.vocab_size)
     prof = None
     if window is not None:
         meta = {"variant": run.variant, "rank": info.rank, "world_size": info.world_size,
@@ -280,6 +280,7 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
         raise Interrupted(f"Ctrl-C stopped the {run.variant} run after {len(step_rows)} of {steps} steps: "
                           f"{run_dir} is incomplete (no summary.json)") from None
     finally:
+        close_loader(loader)
         gc_watch.__exit__()
         progress.close()
         if prof is not None:

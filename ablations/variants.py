@@ -41,6 +41,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "vectorized_unbanked": ("66 matrices stacked per shape into one padded reduce-scatter; updated "
                             "parameters all-gathered (modded-nanogpt #125)",
                             {"layout": "unbanked", "comm": "vectorized"}),
+    "record_loader": ("the record's synchronous loader: tokens widened to int64 on the CPU and copied from unpinned "
+                      "memory inside the step, instead of prefetched and widened on the device", {"loader": "record"}),
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from golfprof.ablations.run import RunSpec, default_warmup, ensure_data, resolve_device
-from golfprof.model.data import DistributedLoader
+from golfprof.model.prefetch import close_loader, make_loader
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler.phases import UNMARKED, Marker, PhaseClock
 from golfprof.profiler.rundir import environment
@@ -135,11 +135,14 @@ def overhead(spec: RunSpec, pairs: int) -> dict[str, Any]:
     clock = PhaseClock(device)
     marker = Marker(clock, marks=True)
     trainer = Trainer(run, device, DistInfo(), marker)
-    loader = DistributedLoader(train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
-                               trainer.grad_accum, pin_memory=device.type == "cuda")
+    loader = make_loader(run.toggles.loader, train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
+                         trainer.grad_accum, 1, 0, device)
     warmup = spec.warmup_steps if spec.warmup_steps is not None else 2 * default_warmup(run, device)
     load_before = _load()
-    result = interleaved_overhead(lambda i: trainer.step(i, loader), marker, clock, device, warmup, pairs)
+    try:
+        result = interleaved_overhead(lambda i: trainer.step(i, loader), marker, clock, device, warmup, pairs)
+    finally:
+        close_loader(loader)
     load = max((v for v in (load_before, _load()) if v is not None), default=None)
     env = environment(1, "none")
     return {"benchmark": "phase_overhead", "device": env["device"], "torch": env["torch"],

@@ -203,6 +203,10 @@ class Toggles:
     clip_scope: Literal["local", "global"] = option("local", "Grad clip on: {choices} grads (explicit schedule).")
     attention: Literal["sdpa", "flash", "cudnn", "flex", "fa3"] = option(
         "sdpa", "Attention kernel: {choices} (sdpa: PyTorch's pick; the GPU-only ones fall back to sdpa on the CPU).")
+    # model/prefetch.py; both hand out the record's tokens in the record's order
+    loader: Literal["prefetch", "record"] = option(
+        "prefetch", "Data loader: {choices} (prefetch: next step's tokens copied and widened on the device while a "
+        "step runs; record: the record's synchronous int64 loader).")
 
     def validate(self) -> None:
         validate_choices(self)

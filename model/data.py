@@ -223,7 +223,6 @@ class DistributedLoader:
         grad_accum: int,
         world_size: int = 1,
         rank: int = 0,
-        pin_memory: bool = False,
         vocab_size: int | None = None,
     ) -> None:
         for name, value in (
@@ -241,28 +240,39 @@ class DistributedLoader:
         self.grad_accum = grad_accum
         self.world_size = world_size
         self.rank = rank
-        self.pin_memory = pin_memory
         self.micro_tokens = micro_batch_seqs * seq_len
         self.tokens_per_step = world_size * grad_accum * self.micro_tokens
         self.stream = TokenStream(pattern, vocab_size)
 
-    def next_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's grad_accum (x, y) pairs, int64 (micro_batch_seqs, seq_len), y = x shifted."""
-        chunk = self.stream.take(self.tokens_per_step)
-        # The +1 target token is the next chunk's first input, so it is peeked, not consumed.
-        chunk = np.concatenate([chunk, self.stream.peek(1)])
-        return [
-            self._micro_batch(chunk, m * self.world_size + self.rank) for m in range(self.grad_accum)
-        ]
+    @property
+    def span_shape(self) -> tuple[int, int]:
+        """(grad_accum, micro_tokens + 1): this rank's tokens of one step, each micro-batch's x and y overlapping."""
+        return self.grad_accum, self.micro_tokens + 1
 
-    def _micro_batch(self, chunk: np.ndarray, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        start = j * self.micro_tokens
-        span = torch.from_numpy(chunk[start : start + self.micro_tokens + 1].astype(np.int64))
-        shape = (self.micro_batch_seqs, self.seq_len)
-        x, y = span[:-1].view(shape), span[1:].view(shape)
-        if self.pin_memory:
-            x, y = x.pin_memory(), y.pin_memory()
-        return x, y
+    def next_spans(self, out: np.ndarray | None = None) -> np.ndarray:
+        """This rank's spans of one step as stored (uint16), into ``out`` (a reused buffer) when given.
+
+        Span m is micro-batch j = m * world_size + rank of the step's global chunk plus the token after it:
+        x = span[:-1], y = span[1:]. The +1 token of the last micro-batch is the next chunk's first input,
+        so it is peeked, not consumed.
+        """
+        chunk = self.stream.take(self.tokens_per_step)
+        chunk = np.concatenate([chunk, self.stream.peek(1)])
+        if out is None:
+            out = np.empty(self.span_shape, dtype=chunk.dtype)
+        for m in range(self.grad_accum):
+            start = (m * self.world_size + self.rank) * self.micro_tokens
+            out[m] = chunk[start : start + self.micro_tokens + 1]
+        return out
+
+    def next_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's grad_accum (x, y) pairs, int64 (micro_batch_seqs, seq_len), y = x shifted.
+
+        The record's loader (``--loader record``): widened to int64 on the CPU, in the caller's thread, and
+        not pinned, so the caller's ``non_blocking`` copy is a synchronous one, as in the record's script.
+        """
+        spans = torch.from_numpy(self.next_spans().astype(np.int64))
+        return [split_span(span, self.micro_batch_seqs, self.seq_len) for span in spans]
 
     def state_dict(self) -> dict[str, Any]:
         return {"stream": self.stream.state_dict()}
@@ -270,6 +280,11 @@ class DistributedLoader:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Rewind, e.g. after untimed compile warm-up steps, so timed steps see the record's tokens."""
         self.stream.load_state_dict(state["stream"])
+
+
+def split_span(span: torch.Tensor, seqs: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) views of one micro-batch's span of seqs * seq_len + 1 tokens: y is x shifted by one."""
+    return span[:-1].view(seqs, seq_len), span[1:].view(seqs, seq_len)
 
 
 def load_validation(pattern: str | Path, seq_len: int, max_tokens: int | None = None,
