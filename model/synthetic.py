@@ -7,6 +7,10 @@ The process is an order-2 Markov chain with layered structure, so loss falls in 
 Documents start with BOS and end at random (geometric) lengths. Because every state has the same
 successor weights over distinct tokens, the entropy rate is known exactly:
 Hb(q) + (1 - q) * H(weights) bits/token, the floor a perfect model reaches.
+
+Beside a SentencePiece model (`golfprof data synth --tokenizer`, model/tokenizer.py) the chain starts at
+`first_token` = the tokenizer's first text piece, so that every id it emits decodes to bytes and only BOS is
+a control id, as in the real shards (val_bpb's byte tables count control and unknown ids as zero bytes).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from .data import read_header, write_shard
 
 VERSION = 1
 BOS = 1
-FIRST_TOKEN = 2  # ids 0 (pad) and 1 (BOS) never come out of the chain
+FIRST_TOKEN = 2  # ids 0 (pad) and 1 (BOS) never come out of the chain (the default; see first_token)
 SUCCESSOR_WEIGHTS = (8.0, 4.0, 2.0, 1.0)
 SHIFTS = 4
 ZIPF_EXPONENT = 1.0
@@ -34,20 +38,21 @@ CHAIN_TOKENS = 2048  # parallel chains are this long; their seams are forced BOS
 META_FILE = "synthetic.json"
 TRAIN_PREFIX = "fineweb_train_"
 VAL_PREFIX = "fineweb_val_"
+FINEWEB_SHARD_TOKENS = 100_000_000  # tokens per shard of the real fineweb10B sets
 
 
 class _Chain:
     """The seeded transition structure shared by the train and val splits."""
 
-    def __init__(self, vocab_size: int, seed: int) -> None:
+    def __init__(self, vocab_size: int, seed: int, first_token: int = FIRST_TOKEN) -> None:
         rng = np.random.default_rng(np.random.SeedSequence([seed % 2**64, 0]))  # torch's seeds may be negative
-        self.ranks = vocab_size - FIRST_TOKEN
+        self.ranks = vocab_size - first_token
         weights = np.asarray(SUCCESSOR_WEIGHTS[: min(len(SUCCESSOR_WEIGHTS), self.ranks)])
         self.probs = weights / weights.sum()
         zipf = 1.0 / np.arange(1, self.ranks + 1) ** ZIPF_EXPONENT
         self.anchor = rng.choice(self.ranks, size=vocab_size, p=zipf / zipf.sum())
         self.shift = rng.integers(0, SHIFTS, size=vocab_size)
-        self.token_of_rank = (rng.permutation(self.ranks) + FIRST_TOKEN).astype(np.uint16)
+        self.token_of_rank = (rng.permutation(self.ranks) + first_token).astype(np.uint16)
 
     def entropy_bits(self) -> float:
         q = 1.0 / MEAN_DOC_TOKENS
@@ -82,12 +87,18 @@ def write_synthetic_dataset(
     val_tokens: int,
     seed: int = 0,
     shard_tokens: int | None = None,
+    first_token: int = FIRST_TOKEN,
 ) -> dict[str, Any]:
-    """Write (or reuse) train/val shards; returns their glob patterns and the true entropy rate."""
+    """Write (or reuse) train/val shards; returns their glob patterns and the true entropy rate.
+
+    The chain emits ids first_token..vocab_size-1 and BOS (1).
+    """
     _validate(vocab_size, train_tokens, val_tokens, shard_tokens)
+    if not FIRST_TOKEN <= first_token <= vocab_size - 2:
+        raise ConfigError(f"synthetic first_token {first_token} must be in {FIRST_TOKEN}..{vocab_size - 2}")
     out_dir = Path(out_dir)
     shard_tokens = shard_tokens or train_tokens
-    chain = _Chain(vocab_size, seed)
+    chain = _Chain(vocab_size, seed, first_token)
     meta = {
         "version": VERSION,
         "vocab_size": vocab_size,
@@ -97,6 +108,8 @@ def write_synthetic_dataset(
         "shard_tokens": shard_tokens,
         "entropy_bits_per_token": chain.entropy_bits(),
     }
+    if first_token != FIRST_TOKEN:  # only then, so that sets written before this field are still reused
+        meta["first_token"] = first_token
     train_sizes = [min(shard_tokens, train_tokens - s) for s in range(0, train_tokens, shard_tokens)]
     expected = {_shard(out_dir, TRAIN_PREFIX, i): n for i, n in enumerate(train_sizes)}
     expected[_shard(out_dir, VAL_PREFIX, 0)] = val_tokens
