@@ -100,6 +100,16 @@ def defaults() -> dict[str, Any]:
     return {p.name: p.default for p in parameters()}
 
 
+def launch_options(cls: type) -> list[RunOption]:
+    """The options another command's launch dataclass declares with ``option`` (`golfprof profile`'s ScriptSpec)."""
+    return _options(cls, "launch")
+
+
+def launch_values(opts: list[RunOption], values: dict[str, Any]) -> dict[str, Any]:
+    """Command-line values by parameter -> the fields they set, each checked against its choices."""
+    return {o.field: None if values.get(o.param) is None else _value(o, values[o.param]) for o in opts}
+
+
 def parse_bf16(text: str) -> tuple[str, ...]:
     """'all', 'none', or a comma list of embeddings,weights,momentum,rotary."""
     t = text.strip().lower()

@@ -37,12 +37,20 @@ _WRAPPED: dict[str, tuple[str, str]] = {
     "all_gather_into_tensor": ("all_gather", "output"),
     "broadcast": ("broadcast", "tensor"),
     "barrier": ("barrier", ""),
+    # the list forms and the rest of the collectives a foreign script may issue (golfprof profile)
+    "all_gather": ("all_gather", "tensor_list"),
+    "reduce_scatter": ("reduce_scatter", "input_list"),
+    "all_to_all_single": ("all_to_all", "input"),
+    "all_to_all": ("all_to_all", "input_tensor_list"),
+    "reduce": ("reduce", "tensor"),
 }
+# Calls whose sizes are set by the data (the split sizes the peers send): a simulated rank cannot know them.
+_DATA_DEPENDENT = {"all_to_all_single": ("output_split_sizes", "input_split_sizes"), "all_to_all": ()}
 _DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16", torch.float64: "f64",
            torch.int64: "i64", torch.int32: "i32", torch.uint8: "u8", torch.int8: "i8"}
 
 COLUMNS = ["seq", "op", "dtype", "bytes", "group_size", "phase", "step", "source", "async_op",
-           "issue_ns", "issued_ns", "wait_ns", "waited_ns"]
+           "issue_ns", "issued_ns", "wait_ns", "waited_ns", "data_dependent"]
 
 
 @dataclass
@@ -60,23 +68,54 @@ class Collective:
     issued_ns: int
     wait_ns: int | None = None  # when its result was first waited on (DDP: the end of its backward)
     waited_ns: int | None = None
+    data_dependent: bool = False  # its size is set by data the peers hold (all_to_all): this rank's share only
 
 
-def _message_getter(fn: Callable, which: str) -> Callable[[tuple, dict], torch.Tensor | None]:
-    """Reads the message tensor from a call's arguments; the signature is bound once, not per call."""
+Message = "torch.Tensor | list[torch.Tensor] | None"
+
+
+def _argument_getter(fn: Callable, which: str) -> Callable[[tuple, dict], Any]:
+    """Reads one argument from a call's arguments; the signature is bound once, not per call."""
     import inspect
 
-    if not which:
-        return lambda args, kwargs: None
     names = list(inspect.signature(fn).parameters)
     name = next(n for n in (which, f"{which}_tensor") if n in names)
     pos = names.index(name)
+    return lambda args, kwargs: args[pos] if len(args) > pos else kwargs.get(name)
 
-    def get(args: tuple, kwargs: dict) -> torch.Tensor | None:
-        t = args[pos] if len(args) > pos else kwargs.get(name)
-        return t if isinstance(t, torch.Tensor) else None
+
+def _message_getter(fn: Callable, which: str) -> Callable[[tuple, dict], Message]:
+    """Reads the message (a tensor, or the list of a list-form collective) from a call's arguments."""
+    if not which:
+        return lambda args, kwargs: None
+    arg = _argument_getter(fn, which)
+
+    def get(args: tuple, kwargs: dict) -> Message:
+        t = arg(args, kwargs)
+        if isinstance(t, torch.Tensor):
+            return t
+        if isinstance(t, (list, tuple)) and t and all(isinstance(x, torch.Tensor) for x in t):
+            return list(t)
+        return None
 
     return get
+
+
+def _dtype_and_bytes(t: Message) -> tuple[str | None, int]:
+    parts = [t] if isinstance(t, torch.Tensor) else (t or [])
+    if not parts:
+        return None, 0
+    return _DTYPES.get(parts[0].dtype, str(parts[0].dtype)), sum(x.numel() * x.element_size() for x in parts)
+
+
+def _data_dependence(fn: Callable, name: str) -> Callable[[tuple, dict], bool]:
+    """Whether one call's size depends on data: any split-size argument given (all_to_all: always)."""
+    if name not in _DATA_DEPENDENT:
+        return lambda args, kwargs: False
+    getters = [_argument_getter(fn, a) for a in _DATA_DEPENDENT[name]]
+    if not getters:
+        return lambda args, kwargs: True
+    return lambda args, kwargs: any(g(args, kwargs) is not None for g in getters)
 
 
 _ORIGINALS: dict[str, Callable] = {}
@@ -139,27 +178,31 @@ class Recorder:
         return (self._stack[-1] if self._stack else None), (self._step if in_step else None)
 
     # ---- collectives -----------------------------------------------------------------------
-    def _new(self, op: str, t: torch.Tensor | None, group_size: int, source: str, async_op: bool,
-             issue_ns: int) -> Collective:
+    def _new(self, op: str, t: Message, group_size: int, source: str, async_op: bool,
+             issue_ns: int, data_dependent: bool = False) -> Collective:
         phase, step = self._where()
-        dtype = _DTYPES.get(t.dtype, str(t.dtype)) if t is not None else None
-        c = Collective(seq=len(self.records), op=op, dtype=dtype,
-                       bytes=t.numel() * t.element_size() if t is not None else 0, group_size=group_size,
+        dtype, size = _dtype_and_bytes(t)
+        c = Collective(seq=len(self.records), op=op, dtype=dtype, bytes=size, group_size=group_size,
                        phase=phase, step=step, source=source, async_op=async_op, issue_ns=issue_ns,
-                       issued_ns=issue_ns)
+                       issued_ns=issue_ns, data_dependent=data_dependent)
         self.records.append(c)
         return c
 
     def _wrap(self, name: str, fn: Callable) -> Callable:
         op, which = _WRAPPED[name]
         message = _message_getter(fn, which)
+        group_of = _argument_getter(fn, "group")
+        async_of = _argument_getter(fn, "async_op")
+        depends = _data_dependence(fn, name)
 
         def recorded(*args: Any, **kwargs: Any) -> Any:
-            if getattr(self._local, "inside", False):  # a wrapped name calling another: count it once
+            # a wrapped name calling another: count it once; traced by torch.compile: nothing of ours in the graph
+            if getattr(self._local, "inside", False) or torch.compiler.is_compiling():
                 return fn(*args, **kwargs)
             t0 = self.clock()
-            group = dist.get_world_size(kwargs.get("group")) if dist.is_initialized() else 1
-            c = self._new(op, message(args, kwargs), group, "dist", bool(kwargs.get("async_op", False)), t0)
+            group = dist.get_world_size(group_of(args, kwargs)) if dist.is_initialized() else 1
+            c = self._new(op, message(args, kwargs), group, "dist", bool(async_of(args, kwargs)), t0,
+                          depends(args, kwargs))
             self._local.inside = True
             try:
                 with torch.profiler.record_function(f"{COMM_RANGE}{c.seq} {op}"):

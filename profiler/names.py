@@ -25,6 +25,15 @@ DEFAULT_PHASE_REGEX = r"^golfprof/"
 ALL_BANKS = "all_banks"
 
 
+# golfprof profile (a foreign script): validation forwards (no grad) between two training steps, inside `data`
+EVAL_FORWARD = "golfprof/step/data/eval_forward"
+
+
+def optimizer_step(cls_name: str) -> str:
+    """One optimizer's step in a foreign script: torch.optim's, or the --step-fn class's."""
+    return f"{OPTIMIZER}/{cls_name}"
+
+
 def bank_wait(bank: str) -> str:
     return f"{MUON}/{bank}/wait"
 
