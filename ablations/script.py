@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from golfprof.errors import guard_stdout, show_warnings
 from golfprof.profiler.collectives import Recorder
-from golfprof.profiler.phases import NULL_CLOCK, PhaseClock
+from golfprof.profiler.phases import NULL_CLOCK
 from golfprof.profiler.rundir import RunDir, environment, write_json, write_parquet
 from golfprof.profiler.script_hooks import StepFn, StepTracker, StopScript, ddp_recording, installed
 from golfprof.profiler.window import Window
@@ -82,12 +82,12 @@ class _Window:
     """The torch.profiler window, started as the first step begins (the script's process group exists by then,
     so Kineto records the rank and world) and stepped at every step boundary."""
 
-    def __init__(self, spec: ScriptSpec, rank: int, world: int, cuda: bool) -> None:
-        self.spec, self.rank, self.world, self.cuda = spec, rank, world, cuda
+    def __init__(self, spec: ScriptSpec, rank: int, world: int) -> None:
+        self.spec, self.rank, self.world = spec, rank, world
         self.window = Window.parse(spec.profile)
         self.prof: Any = None
 
-    def start(self) -> None:
+    def start(self, cuda: bool) -> None:
         if self.window is None:
             return
         from golfprof.profiler.kineto import make_profiler
@@ -98,7 +98,7 @@ class _Window:
                 "window": dataclasses.asdict(self.window), "run_id": ident.get("run_id"),
                 "run_started": ident.get("run_started")}
         s = self.spec
-        self.prof = make_profiler(self.window, Path(s.run_dir), self.rank, meta, cuda=self.cuda,
+        self.prof = make_profiler(self.window, Path(s.run_dir), self.rank, meta, cuda=cuda,
                                   shapes=s.record_shapes, stacks=s.with_stack, memory=s.profile_memory)
         self.prof.start()
 
@@ -110,6 +110,19 @@ class _Window:
         if self.prof is not None:
             self.prof.stop()
             self.prof = None
+
+
+def script_device(model_device: torch.device | None) -> torch.device:
+    """The device the script trains on: its first training forward's parameters' (made the current CUDA device,
+    so that the phase timers' events are recorded on its stream), else the current CUDA device once the script
+    has used CUDA, else the CPU."""
+    if model_device is not None and model_device.type == "cuda":
+        if model_device.index is not None and model_device.index != torch.cuda.current_device():
+            torch.cuda.set_device(model_device)
+        return torch.device("cuda", torch.cuda.current_device())
+    if model_device is None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _attention_used() -> str | None:
@@ -160,17 +173,17 @@ def run_rank(spec: ScriptSpec, rank: int) -> Outcome:
     rd = RunDir(spec.run_dir)
     held = hold_shared(rd.lock)
     world = spec.simulate_world or int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    clock = PhaseClock(torch.device("cuda" if cuda else "cpu")) if spec.timers else NULL_CLOCK
-    tracker = StepTracker(clock, marks=spec.marks, rank=rank, stop_after=spec.steps, cuda=cuda)
-    window = _Window(spec, rank, world, cuda)
-    seen: dict[str, Any] = {}
+    tracker = StepTracker(NULL_CLOCK, marks=spec.marks, rank=rank, stop_after=spec.steps)
+    window = _Window(spec, rank, world)
+    seen: dict[str, Any] = {"device": torch.device("cpu")}
 
     def first_step() -> None:
         seen["backend"] = _backend()
+        seen["device"] = device = script_device(tracker.device)
+        tracker.use_device(device, spec.timers)
         if rank == 0 and spec.simulate_world is None:
             rd.write_env(environment(world, seen["backend"]))
-        window.start()
+        window.start(cuda=device.type == "cuda")
 
     tracker.on_first_step.append(first_step)
     tracker.after_step.append(window.step)
@@ -183,7 +196,7 @@ def run_rank(spec: ScriptSpec, rank: int) -> Outcome:
 
     report = {"rank": rank, "world_size": world, "outcome": outcome.how, "steps": tracker.steps,
               "optimizer_steps_per_iteration": tracker.per_iteration, "backend": seen.get("backend", _backend()),
-              "cuda": cuda, "peak_memory_mb": peak_memory_mb(torch.device("cuda" if cuda else "cpu")),
+              "device": str(seen["device"]), "peak_memory_mb": peak_memory_mb(seen["device"]),
               "attention": _attention_used(), "notes": tracker.notes,
               "error": failure_line(spec.script, outcome.error) if outcome.error is not None else None}
     _write(rd, spec, rank, tracker, rec, report)

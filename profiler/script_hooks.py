@@ -96,6 +96,7 @@ class StepTracker:
         self.phase_rows: list[dict[str, Any]] = []
         self.notes: list[str] = []  # what the run's summary should say about how its steps were found
         self.per_iteration: int | None = None  # outermost optimizer steps per iteration, learnt from step 0
+        self.device: torch.device | None = None  # where the first training forward's parameters live
         self._open: list[Any] = []  # the open phase marks, innermost last
         self._in_step = False
         self._pending = False  # an optimizer step returned since the last forward/backward began
@@ -109,6 +110,13 @@ class StepTracker:
     @property
     def steps(self) -> int:
         return len(self.rows)
+
+    def use_device(self, device: torch.device, timers: bool = True) -> None:
+        """Time on ``device`` from now on (set as the first step begins, once the script has placed its model):
+        CUDA events on a GPU, and the step's end synchronized; host clocks on the CPU."""
+        self.cuda = device.type == "cuda"
+        self.clock = PhaseClock(device) if timers else NULL_CLOCK
+        self.marker.clock = self.clock
 
     # ---- phase marks ------------------------------------------------------------------------------------
     def _enter(self, name: str) -> None:
@@ -180,9 +188,12 @@ class StepTracker:
         if self._backward_depth or self._optimizer_depth:
             self._outer = "skip"
         elif torch.is_grad_enabled():
-            if not any(p.requires_grad for p in module.parameters()):
+            trained = next((p for p in module.parameters() if p.requires_grad), None)
+            if trained is None:
                 self._outer = "skip"
                 return
+            if self.device is None:
+                self.device = trained.device
             self._training_activity()
             self._counts.forwards += 1
             self._counts.tokens += _first_integer_numel(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -95,12 +96,25 @@ def test_a_plain_class_optimizer_needs_step_fn_and_its_all_reduces_are_recorded(
     assert any("--step-fn" in n for n in blind.summary["notes"])
 
 
+def test_a_script_importing_flash_attn_interface_gets_the_shim_and_the_record_says_so(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # install() puts the shim first on both, for the ranks
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    monkeypatch.delenv("GOLFPROF_FA3_SHIM", raising=False)
+    res = _run(tmp_path, "fa3_attention.py", steps=3, profile="off", attention_shim="math")
+    assert res.code == 0, res.error
+    assert res.summary["attention_used"] == "fa3-shim/math"  # what ran, never to be read as FA3
+    assert res.summary["attention_shim"]["kind"] == "math" and res.summary["steps"] == 3
+
+
 @pytest.mark.parametrize("flags,message", [
     ({"script": "missing.py"}, "no such script"),
     ({"step_fn": "step"}, "--step-fn 'step'"),
     ({"steps": 4, "profile": "3,1,3"}, "needs 7 steps"),
     ({"simulate_world": 2, "nproc": 2}, "leave --nproc at 1"),
     ({"simulate_world": 2, "simulate_rank": "5"}, "outside 0..1"),
+    ({"attention_shim": "fa4"}, "--attention-shim 'fa4'"),
 ])
 def test_bad_input_is_refused_before_any_folder_exists(tmp_path, flags, message):
     from golfprof.errors import ConfigError
