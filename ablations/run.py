@@ -33,6 +33,7 @@ from golfprof.profiler.ceiling import ceiling
 from golfprof.profiler.gcwatch import GcWatch, freeze_after_warmup
 from golfprof.profiler.kineto import make_profiler
 from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
+from golfprof.profiler.record import Efficiency, RankRecord, RunRecord, Source
 from golfprof.profiler.rundir import RunDir, environment
 from golfprof.profiler.window import Window, timed_steps
 
@@ -139,7 +140,7 @@ def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
-def rank_summary(steps: pd.DataFrame, phase_rows: pd.DataFrame, timed: set[int]) -> dict[str, Any]:
+def rank_record(steps: pd.DataFrame, phase_rows: pd.DataFrame, timed: set[int]) -> RankRecord:
     """Medians over one rank's timed steps."""
     timed_df = steps[steps.step.isin(timed)]
     per_phase: dict[str, float] = {}
@@ -150,13 +151,9 @@ def rank_summary(steps: pd.DataFrame, phase_rows: pd.DataFrame, timed: set[int])
         per_phase = {k: float(v) for k, v in per_step.items()}
         fb = t[t.phase.isin([phases.FORWARD, phases.BACKWARD])]
         fwd_bwd = _median(fb.groupby("step").ms.sum().tolist())
-    return {
-        "ms_per_step": _median(timed_df.ms.tolist()),
-        "optimizer_ms": per_phase.get(phases.OPTIMIZER),
-        "forward_backward_ms": fwd_bwd,
-        "phase_ms": per_phase,
-        "final_loss": float(steps.loss.iloc[-1]) if len(steps) else None,
-    }
+    return RankRecord(ms_per_step=_median(timed_df.ms.tolist()), optimizer_ms=per_phase.get(phases.OPTIMIZER),
+                      forward_backward_ms=fwd_bwd, phase_ms=per_phase,
+                      final_loss=float(steps.loss.iloc[-1]) if len(steps) else None, timed_steps=len(timed))
 
 
 class Progress:
@@ -208,7 +205,14 @@ def _evaluate(trainer: Trainer, spec: RunSpec, val_pattern: str | None) -> dict[
 
 def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float], None] | None = None,
             on_trainer: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
-    """Train, profile and record one run on this rank; returns the run summary (rank 0's view).
+    """:func:`train_rank`, its record as summary.json holds it plus ``run_dir``: what the launcher prints."""
+    rd, record = train_rank(spec, info, on_step, on_trainer)
+    return record.to_dict() | {"run_dir": str(rd.path)}
+
+
+def train_rank(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float], None] | None = None,
+               on_trainer: Callable[[Trainer], None] | None = None) -> tuple[RunDir, RunRecord]:
+    """Train, profile and record one run on this rank; returns its folder and the run record (rank 0's view).
 
     ``on_trainer`` sees the trainer before its first step (a simulated world registers its DDP hook there)."""
     run = spec.run
@@ -294,21 +298,19 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     evaluation = _evaluate(trainer, spec, val_pattern)
 
     timed = timed_steps(steps, warmup, window)
-    mine = rank_summary(steps_df, phases_df, timed)
-    mine["timed_steps"] = len(timed)
-    mine.update(rank=info.rank, peak_memory_mb=peak_memory_mb(device), wall_s=wall_s,
-                ortho_kernel=trainer.schedule.ortho_kernel, attention=trainer.attention_used)
+    mine = dataclasses.replace(rank_record(steps_df, phases_df, timed), rank=info.rank,
+                               peak_memory_mb=peak_memory_mb(device), wall_s=wall_s,
+                               ortho_kernel=trainer.schedule.ortho_kernel, attention=trainer.attention_used)
     gathered = [mine]
     if dist.is_initialized():
         gathered = [None] * info.world_size
         dist.all_gather_object(gathered, mine)
     peak = ceiling(device) if info.rank == 0 else None
-    summary = build_summary(run, env, gathered, evaluation, warmup, spec, peak)
+    record = build_record(run, env, gathered, evaluation, warmup, spec, peak)
     if info.rank == 0:
-        rd.write_summary(summary)
-    summary["run_dir"] = str(run_dir)
+        rd.write_record(record)
     held.close()
-    return summary
+    return rd, record
 
 
 def efficiency(run: RunConfig, world_size: int, ms: float | None, optimizer_ms: float | None,
@@ -338,37 +340,22 @@ def efficiency(run: RunConfig, world_size: int, ms: float | None, optimizer_ms: 
     return out
 
 
-def build_summary(run: RunConfig, env: dict[str, Any], ranks: list[dict[str, Any]],
-                  evaluation: dict[str, float], warmup: int, spec: RunSpec,
-                  peak: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_record(run: RunConfig, env: dict[str, Any], ranks: list[RankRecord],
+                 evaluation: dict[str, float], warmup: int, spec: RunSpec,
+                 peak: dict[str, Any] | None = None) -> RunRecord:
     """Rank 0's figures are the headline (collectives keep ranks in step); all ranks are kept."""
     head = ranks[0]
-    ms = head["ms_per_step"]
-    eff = efficiency(run, env["world_size"], ms, head["optimizer_ms"], peak)
-    return {
-        "variant": run.variant,
-        "preset": run.preset,
-        "device": env["device"],
-        "torch": env["torch"],
-        "world_size": env["world_size"],
-        "command": spec.command,
-        "steps": run.train.steps,
-        "warmup_steps": warmup,
-        "tokens_per_step": run.train.tokens_per_step,
-        "ms_per_step": ms,
-        "optimizer_ms": head["optimizer_ms"],
-        "forward_backward_ms": head["forward_backward_ms"],
-        "tokens_per_s": eff.get("tokens_per_s"),
-        "tokens_per_s_per_gpu": eff.get("tokens_per_s_per_gpu"),
-        "model_tflops_per_gpu": eff.get("model_tflops_per_gpu"),
-        "mfu_pct": eff.get("mfu_pct"),
-        "efficiency": eff,
-        "peak_memory_mb": max(r["peak_memory_mb"] for r in ranks),
-        "final_loss": head["final_loss"],
-        **evaluation,
-        "phase_ms": head["phase_ms"],
-        "toggles": dataclasses.asdict(run.toggles),
-        "ortho_kernel_used": head.get("ortho_kernel"),  # triton falls back to torch without a GPU
-        "attention_used": head.get("attention"),  # flash, cudnn, fa3 fall back to sdpa without a GPU
-        "ranks": ranks,
-    }
+    eff = efficiency(run, env["world_size"], head.ms_per_step, head.optimizer_ms, peak)
+    return RunRecord(
+        source=Source(kind="golfprof"), variant=run.variant, preset=run.preset, device=env["device"],
+        torch=env["torch"], world_size=env["world_size"], command=spec.command, steps=run.train.steps,
+        warmup_steps=warmup, tokens_per_step=run.train.tokens_per_step, ms_per_step=head.ms_per_step,
+        optimizer_ms=head.optimizer_ms, forward_backward_ms=head.forward_backward_ms,
+        tokens_per_s=eff.get("tokens_per_s"), tokens_per_s_per_gpu=eff.get("tokens_per_s_per_gpu"),
+        model_tflops_per_gpu=eff.get("model_tflops_per_gpu"), mfu_pct=eff.get("mfu_pct"),
+        efficiency=Efficiency(**eff) if eff else None,
+        peak_memory_mb=max((r.peak_memory_mb for r in ranks if r.peak_memory_mb is not None), default=None),
+        final_loss=head.final_loss, **evaluation, phase_ms=head.phase_ms, toggles=dataclasses.asdict(run.toggles),
+        ortho_kernel_used=head.ortho_kernel,  # triton falls back to torch without a GPU
+        attention_used=head.attention,  # flash, cudnn, fa3 fall back to sdpa without a GPU
+        ranks=ranks)

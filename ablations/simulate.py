@@ -26,7 +26,8 @@ from golfprof.errors import ConfigError
 from golfprof.model.config import RunConfig
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler.collectives import Recorder, register_ddp_hook
-from golfprof.profiler.rundir import RunDir, write_json, write_parquet
+from golfprof.profiler.record import RunRecord, Simulated
+from golfprof.profiler.rundir import RunDir, environment, write_parquet
 
 from .spec import RunSpec
 
@@ -130,9 +131,9 @@ def simulated_backend(device: str) -> str:
     return "nccl" if cuda else "gloo"
 
 
-def run_rank(spec: RunSpec, world: int, rank: int) -> tuple[dict[str, Any], Recorder]:
-    """Train spec as rank `rank` of a fake world; returns execute's summary and the recorder."""
-    from .run import execute
+def run_rank(spec: RunSpec, world: int, rank: int) -> tuple[RunRecord, Recorder]:
+    """Train spec as rank `rank` of a fake world; returns its run record and the recorder."""
+    from .run import train_rank
 
     info = DistInfo(world_size=world, rank=rank, local_rank=0, backend=simulated_backend(spec.device))
     rec = Recorder()
@@ -142,44 +143,51 @@ def run_rank(spec: RunSpec, world: int, rank: int) -> tuple[dict[str, Any], Reco
             register_ddp_hook(trainer.ddp, rec)
 
     with fake_world(world, rank), rec.installed():
-        summary = execute(spec, info, on_trainer=hook)
-    return summary, rec
+        _, record = train_rank(spec, info, on_trainer=hook)
+    return record, rec
+
+
+def simulated_block(run: RunConfig, world: int, nodes: int, ranks: list[int], device: str) -> Simulated:
+    """The record's ``simulated`` part: the world the fake ranks stood for and who played whom."""
+    return Simulated(world_size=world, nodes=nodes, ranks=ranks, roles=roles(run, world),
+                     role_of={str(k): v for k, v in role_of(run, world).items()}, backend="fake",
+                     stands_for=simulated_backend(device), note=LOSS_NOTE)
+
+
+def _write_shared(rd: RunDir, spec: RunSpec, world: int, sim: Simulated, wrote_config: bool) -> None:
+    """config.json (when rank 0, which writes it in the run, was not played) and env.json with the world."""
+    run = spec.run
+    if not wrote_config:
+        from .run import resolve_device, warmup_and_window
+
+        warmup, window = warmup_and_window(spec, run, resolve_device(spec.device))
+        rd.write_config(run.to_dict(), launch=dataclasses.asdict(spec), warmup_steps=warmup,
+                        profile_window=dataclasses.asdict(window) if window else None)
+    env = (rd.read_env() if rd.env.is_file() else {}) or environment(world, "fake")
+    rd.write_env(env | {"simulated": sim.to_dict()})
 
 
 def simulate(spec: RunSpec, world: int, rank: int | str | None = "all", nodes: int = 1) -> dict[str, Any]:
-    """Run the requested roles one after the other into one run directory; returns the summary
-    (of the lowest rank run) with a ``simulated`` block naming the world, ranks and files."""
+    """Run the requested roles one after the other into one run directory; returns its record (the lowest
+    rank run's figures, every played rank's own, the ``simulated`` block) as summary.json holds it, with
+    ``run_dir``. Only records: ``golfprof.predict`` turns the folder into a prediction."""
     explicit = check(world, rank, nodes)
     run = spec.run
     run.validate(world)
     ranks = explicit or roles(run, world)
     rd = RunDir(spec.run_dir) if spec.run_dir else RunDir.new(Path(spec.runs_dir), run.variant)
     spec = dataclasses.replace(spec, run_dir=str(rd.path))
-    summaries: dict[int, dict[str, Any]] = {}
+    records: dict[int, RunRecord] = {}
     for r in ranks:
-        summary, rec = run_rank(spec, world, r)
-        summaries[r] = summary
+        records[r], rec = run_rank(spec, world, r)
         write_parquet(rd.collectives(r), rec.frame())
         write_parquet(rd.phase_events(r), rec.phase_frame())
-    head = dict(summaries[ranks[0]])
-    head.pop("run_dir", None)
-    head["ranks"] = [s["ranks"][0] | {"rank": r} for r, s in summaries.items()]
-    head["simulated"] = {"world_size": world, "nodes": nodes, "ranks": ranks, "roles": roles(run, world),
-                         "role_of": {str(k): v for k, v in role_of(run, world).items()},
-                         "backend": "fake", "stands_for": simulated_backend(spec.device), "note": LOSS_NOTE}
-    if 0 not in ranks:  # rank 0 writes the shared files in execute; a lone rank r writes them here
-        from .run import resolve_device, warmup_and_window
-
-        warmup, window = warmup_and_window(spec, run, resolve_device(spec.device))
-        rd.write_config(run.to_dict(), launch=dataclasses.asdict(spec), warmup_steps=warmup,
-                        profile_window=dataclasses.asdict(window) if window else None)
-    env = rd.read_env() if rd.env.is_file() else {}
-    from golfprof.profiler.rundir import environment
-
-    env = env or environment(world, "fake")
-    write_json(rd.env, env | {"simulated": head["simulated"]})
-    rd.write_summary(head)
-    return head | {"run_dir": str(rd.path)}
+    sim = simulated_block(run, world, nodes, ranks, spec.device)
+    head = dataclasses.replace(records[ranks[0]], simulated=sim,
+                               ranks=[dataclasses.replace(s.ranks[0], rank=r) for r, s in records.items()])
+    _write_shared(rd, spec, world, sim, wrote_config=0 in ranks)  # rank 0 writes the shared files in its run
+    rd.write_record(head)
+    return head.to_dict() | {"run_dir": str(rd.path)}
 
 
 def read_collectives(run_dir: Path) -> dict[int, pd.DataFrame]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from golfprof.model.config import RunConfig
 from golfprof.model.ortho import flops
+from golfprof.profiler.rundir import RunDir
 
 KEEP = ("variant", "preset", "world_size", "steps", "warmup_steps", "tokens_per_step", "ms_per_step",
         "optimizer_ms", "forward_backward_ms", "tokens_per_s", "peak_memory_mb", "final_loss", "val_loss",
@@ -23,14 +24,15 @@ def ortho_ms(phase_ms: dict[str, float]) -> float:
 
 
 def run_record(run_dir: Path) -> dict:
-    summary = json.loads((run_dir / "summary.json").read_text())
-    config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    rec = {k: summary.get(k) for k in KEEP}
+    rd = RunDir(run_dir)
+    summary = rd.read_record()
+    config = RunConfig.from_dict(rd.read_config())
+    rec = {k: getattr(summary, k) for k in KEEP}
     rec["run_dir"] = run_dir.name
-    rec["orthogonalize_ms"] = ortho_ms(summary["phase_ms"])
+    rec["orthogonalize_ms"] = ortho_ms(summary.phase_ms)
     rec["orthogonalize_gflop"] = sum(flops(s) for s in config.model.bank_shapes().values()) / 1e9
-    rec["per_rank"] = [{k: r.get(k) for k in ("rank", "ms_per_step", "optimizer_ms", "peak_memory_mb")}
-                       for r in summary["ranks"]]
+    rec["per_rank"] = [{k: getattr(r, k) for k in ("rank", "ms_per_step", "optimizer_ms", "peak_memory_mb")}
+                       for r in summary.ranks]
     return rec
 
 
@@ -44,7 +46,7 @@ def main() -> None:
     ap.add_argument("--comparison", type=Path, default=None, help="a matrix's comparison.json to embed")
     a = ap.parse_args()
     records = [run_record(r) for r in a.runs]
-    env = json.loads((a.runs[0] / "env.json").read_text())
+    env = RunDir(a.runs[0]).read_env()
     out = {"device": env["device"], "gpus": env["gpus"], "torch": env["torch"], "cuda": env["cuda"],
            "git_revision": env["git_revision"], "script": a.script,
            "device_command": a.device_command, "command": [r["command"] for r in records], "note": a.note,

@@ -11,24 +11,31 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from golfprof.errors import ConfigError, DashboardError, TraceError
+from golfprof.profiler.record import RunRecord
 from golfprof.profiler.rundir import SUMMARY, MatrixDir, RunDir
-from golfprof.results.samples import RunSamples, load_run
+from golfprof.results.samples import RunSamples, run_samples
 
 _MAX_DEPTH = 2
+T = TypeVar("T")
 
 
 @dataclass
 class Run:
     path: Path
     name: str  # unique display name
-    summary: dict[str, Any]
+    record: RunRecord
     env: dict[str, Any]
     started: float  # seconds since the epoch
     samples: RunSamples
     matrix_baseline: str | None = None  # the baseline variant of the matrix holding this run
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The record as summary.json holds it."""
+        return self.record.to_dict()
 
     @property
     def git(self) -> str | None:
@@ -66,7 +73,7 @@ def _trace_set(p: Path) -> TraceSet | None:
     return TraceSet(path=p, name=p.name)
 
 
-def _json(path: Path, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _json(path: Path, read: Callable[[], T]) -> T:
     """``read()`` (a RunDir/MatrixDir reader of ``path``), its failures worded for the dashboard."""
     try:
         return read()
@@ -74,8 +81,8 @@ def _json(path: Path, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         raise DashboardError(f"{path}: cannot read ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DashboardError(f"{path}: not valid JSON ({e})") from None
-    except ValueError:  # valid JSON, but not an object
-        raise DashboardError(f"{path}: expected a JSON object") from None
+    except ValueError as e:  # valid JSON, but not an object, or a mistyped field (the readers name the file)
+        raise DashboardError(str(e)) from None
 
 
 def started(path: Path, env: dict[str, Any]) -> float:
@@ -96,15 +103,15 @@ def started(path: Path, env: dict[str, Any]) -> float:
 
 def _read_run(path: Path, matrix_baseline: str | None) -> Run:
     rd = RunDir(path)
-    summary = _json(rd.summary, rd.read_summary)
-    if not isinstance(summary.get("ms_per_step"), (int, float)):
+    record = _json(rd.summary, rd.read_record)
+    if record.ms_per_step is None:
         raise DashboardError(f"{rd.summary}: no ms_per_step (not a finished golfprof run)")
     env = _json(rd.env, rd.read_env) if rd.env.exists() else {}
     try:
-        samples = load_run(path)
+        samples = run_samples(rd, record)
     except (ConfigError, KeyError, OSError, ValueError) as e:
         raise DashboardError(f"{path}: cannot read its step samples ({e})") from None
-    return Run(path=path, name=path.name, summary=summary, env=env, started=started(path, env), samples=samples,
+    return Run(path=path, name=path.name, record=record, env=env, started=started(path, env), samples=samples,
                matrix_baseline=matrix_baseline)
 
 

@@ -26,7 +26,6 @@ import pandas as pd
 from golfprof.errors import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.profiler.rundir import TRACE_SUFFIX, RunDir, write_json
-from golfprof.profiler.window import Window, timed_steps
 
 from . import costmodel, replay
 
@@ -41,18 +40,11 @@ def _read_rank_files(run_dir: Path) -> tuple[dict[int, pd.DataFrame], dict[int, 
     return colls, events
 
 
-def _timed(config: dict[str, Any]) -> list[int]:
-    steps = int(config["train"]["steps"])
-    w = config.get("profile_window")
-    window = Window(**w) if w else None
-    return sorted(timed_steps(steps, int(config.get("warmup_steps") or 0), window))
-
-
-def _median_timed_ms(rd: RunDir, rank: int, config: dict[str, Any]) -> float | None:
+def _median_timed_ms(rd: RunDir, rank: int) -> float | None:
     if not rd.steps(rank).is_file():
         return None
     ms = pd.read_parquet(rd.steps(rank)).set_index("step").ms
-    timed = [s for s in _timed(config) if s in ms.index]
+    timed = [s for s in rd.timed_steps() if s in ms.index]
     return float(ms.loc[timed].median()) if timed else None
 
 
@@ -92,23 +84,23 @@ def _gpu_inputs(rd: RunDir, ranks: list[int], colls: dict[int, pd.DataFrame]) ->
 def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | None = None) -> dict[str, Any]:
     """Replay a simulated run directory; writes and returns the prediction document."""
     rd = RunDir(run_dir)
-    summary = rd.read_summary()
-    sim = summary.get("simulated")
-    if not sim:
+    summary = rd.read_record()
+    sim = summary.simulated
+    if sim is None:
         raise ConfigError(f"{run_dir}: summary.json has no 'simulated' block: not a simulated run")
     config = rd.read_config()
-    world = int(sim["world_size"])
-    nodes = int(nodes or sim.get("nodes") or 1)
-    model = costmodel.load(comm_model or costmodel.default_for_device(summary.get("device")))
+    world = sim.world_size
+    nodes = int(nodes or sim.nodes or 1)
+    model = costmodel.load(comm_model or costmodel.default_for_device(summary.device))
     colls, events = _read_rank_files(rd.path)
     ranks = sorted(colls)
-    gpu = _gpu_inputs(rd, ranks, colls) if "cpu" not in str(summary.get("device", "cpu")) else None
+    gpu = _gpu_inputs(rd, ranks, colls) if "cpu" not in str(summary.device or "cpu") else None
     # per step: [(rank, RoleStep, its collectives, CPU ranges, item names)]
     work: dict[int, list[tuple[int, replay.RoleStep, pd.DataFrame, list, list]]] = {}
     if gpu is not None:
         source = "kineto trace (profiled steps), on the rank's median unprofiled step"
         for r in ranks:
-            unprofiled = _median_timed_ms(rd, r, config)
+            unprofiled = _median_timed_ms(rd, r)
             for t in gpu[r]:
                 c = colls[r].set_index("seq").loc[t.seqs].reset_index() if t.seqs else colls[r].iloc[0:0]
                 if unprofiled is not None:  # the profiler slows the steps it records; the delays are the trace's
@@ -118,7 +110,7 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
         source = "recorder timeline (timed steps)"
         iv = {r: replay.step_relative(replay.phase_intervals(events[r])) for r in ranks}
         for r in ranks:
-            for s, role in replay.cpu_role_steps(colls[r], events[r], _timed(config)).items():
+            for s, role in replay.cpu_role_steps(colls[r], events[r], rd.timed_steps()).items():
                 ranges = [(p.phase, p.ts, p.end) for p in iv[r][iv[r].step == s].itertuples()]
                 work.setdefault(s, []).append((r, role, replay.one_step_collectives(colls[r], s), ranges, []))
         for r in ranks:  # the step as the run's timers measured it, so that nothing the phases miss is lost
@@ -141,11 +133,11 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
         replays.append((s, c, rows, replay.replay_step(rsteps, c["us"].to_numpy(float), model.interference)))
         marks.append({n: (a, b) for n, a, b in rows[0][3]})
     fig = replay.step_figures([([row[1] for row in rows], rep) for _, _, rows, rep in replays], replays[0][1], marks)
-    measured_opt = summary.get("optimizer_ms")
+    measured_opt = summary.optimizer_ms
     fig["optimizer_ms"] = (measured_opt + fig["optimizer_added_ms"]
                            if measured_opt is not None and fig["optimizer_added_ms"] is not None else None)
 
-    role_of = {int(k): int(v) for k, v in sim.get("role_of", {}).items()}
+    role_of = {int(k): v for k, v in sim.role_of.items()}
     summaries = []
     for i, r in enumerate(ranks):
         ranges, items, comms = [], [], []
@@ -155,7 +147,7 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
             a, b, cc = _trace_parts(role, rep.roles[i], phase_ranges, names, s, c, rep, at, cpu=gpu is None)
             ranges, items, comms = ranges + a, items + b, comms + cc
             at += max(tl.step_end for tl in rep.roles) + 1.0
-        meta = {"variant": summary.get("variant"), "comm_model": model.path, "role_of_rank": r}
+        meta = {"variant": summary.variant, "comm_model": model.path, "role_of_rank": r}
         # every rank of a simulated role gets its role's timeline, so the folder is a whole world's traces
         for rank in [k for k, v in role_of.items() if v == r] or [r]:
             doc = replay.predicted_trace(rank, world, ranges, items, comms, meta)
@@ -177,8 +169,8 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
     doc |= {"predicted": True, "prediction": {
         **fig,
         "world_size": world, "nodes": nodes, "simulated_ranks": ranks, "steps": steps, "replayed_from": source,
-        "variant": summary.get("variant"), "device": summary.get("device"),
-        "measured_ms_per_step_of_the_simulated_rank": summary.get("ms_per_step"),
+        "variant": summary.variant, "device": summary.device,
+        "measured_ms_per_step_of_the_simulated_rank": summary.ms_per_step,
         "measured_optimizer_ms_of_the_simulated_rank": measured_opt,
         "comm_model": {"path": model.path, "name": model.name, "interference": model.interference},
         "collectives_per_step": [{k: _plain(v) for k, v in row.items()} for row in
@@ -220,22 +212,3 @@ def _plain(v: Any) -> Any:
     if isinstance(v, (np.floating,)):
         return None if not np.isfinite(v) else float(v)
     return v
-
-
-def predicted_traces(path: Path) -> Path | None:
-    """A simulated run directory's predicted traces (what `golfprof diff` compares), else None: the folder
-    when it holds every rank of the world, else the last simulated rank's one trace (a folder missing
-    ranks is refused by the trace readers)."""
-    rd = RunDir(Path(path))
-    folder, found = rd.predicted_trace_dir, rd.predicted_traces()
-    if not found:
-        return None
-    try:
-        sim = RunDir(path).read_summary().get("simulated") or {}
-    except (OSError, ValueError):
-        sim = {}
-    world, played = int(sim.get("world_size") or len(found)), sim.get("ranks") or []
-    if len(found) >= world or not played:
-        return folder
-    one = rd.predicted_trace(played[-1])
-    return one if one.is_file() else folder

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import json
 import os
 import platform
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from .record import RunRecord
 
 # One run directory (see RunDir). Changing a name here changes the contract in docs/run-directory.md.
 CONFIG = "config.json"
@@ -101,6 +104,27 @@ def git_revision(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _git(args: list[str], cwd: Path) -> bytes | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_state(cwd: Path | None = None) -> dict[str, Any]:
+    """The code that ran: its revision, whether the tree differed from it, and a hash of how (``git diff HEAD``
+    and the names of untracked files), so two runs of "the same revision" with different edits differ here."""
+    cwd = cwd or Path(__file__).parent
+    diff = _git(["diff", "HEAD", "--no-color", "--no-ext-diff", "--binary"], cwd)
+    untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], cwd)
+    if diff is None or untracked is None:
+        return {"git_revision": git_revision(cwd), "git_dirty": None, "git_diff_sha256": None}
+    dirty = bool(diff or untracked)
+    digest = hashlib.sha256(diff + b"\0untracked\0" + untracked).hexdigest() if dirty else None
+    return {"git_revision": git_revision(cwd), "git_dirty": dirty, "git_diff_sha256": digest}
+
+
 def environment(world_size: int, backend: str) -> dict[str, Any]:
     """What a reader needs to trust (or reproduce) a figure from this run."""
     import torch  # here, not at module level: the dashboard writes files through this module
@@ -114,7 +138,7 @@ def environment(world_size: int, backend: str) -> dict[str, Any]:
                    else f"cpu: {platform.processor() or platform.machine()} x{os.cpu_count()}"),
         "python": platform.python_version(),
         "hostname": platform.node(),
-        "git_revision": git_revision(),
+        **git_state(),
         "world_size": world_size,
         "backend": backend,
         "tf32": torch.backends.cuda.matmul.allow_tf32,
@@ -224,7 +248,7 @@ class RunDir:
         """The rank's profiler window, gzipped Chrome/Kineto JSON."""
         return self.trace_dir / f"rank{rank}{TRACE_SUFFIX}.gz"
 
-    # simulated worlds (ablations/simulate.py writes, golfprof.predict reads and predicts)
+    # simulated worlds (ablations/simulate.py records, golfprof.predict reads and predicts)
     @property
     def simulated_dir(self) -> Path:
         return self.path / SIMULATED
@@ -254,6 +278,23 @@ class RunDir:
         """The simulated rank's phase enter/exit times, on the recorder's clock."""
         return self.simulated_dir / f"phase-events-rank{rank}.parquet"
 
+    def predicted_trace_set(self) -> Path | None:
+        """The predicted traces `golfprof diff` compares for a simulated run, else None: the folder when it holds
+        every rank of the world, else the last simulated rank's one trace (a folder missing ranks is refused by
+        the trace readers)."""
+        folder, found = self.predicted_trace_dir, self.predicted_traces()
+        if not found:
+            return None
+        try:
+            sim = self.read_record().simulated
+        except (OSError, ValueError):
+            sim = None
+        world, played = (sim.world_size, sim.ranks) if sim is not None else (len(found), [])
+        if len(found) >= world or not played:
+            return folder
+        one = self.predicted_trace(played[-1])
+        return one if one.is_file() else folder
+
     def simulated_ranks(self) -> list[int]:
         """Ranks with a recorded collectives table."""
         d = self.simulated_dir
@@ -278,6 +319,20 @@ class RunDir:
         """The local start time in a name made by new(), if the name has one."""
         m = _STAMP.match(self.path.name)
         return dt.datetime.strptime(m.group(1), STAMP_FORMAT) if m else None
+
+    def timed_steps(self) -> list[int]:
+        """The steps the medians use, in order: the one rule (profiler/window.timed_steps) applied to config.json
+        (either form): from ``warmup_steps`` on, outside the profiler window where other steps remain. A run
+        directory without config.json (a producer that writes none) uses its record's steps from the warm-up on."""
+        from .window import Window, timed_steps
+
+        if not self.config.exists():
+            rec = self.read_record()
+            return list(range(rec.warmup_steps or 0, rec.steps or 0))
+        config = self.read_config()
+        w = config.get("profile_window")
+        return sorted(timed_steps(int(config["train"]["steps"]), int(config.get("warmup_steps") or 0),
+                                  Window(**w) if w else None))
 
     def ranks(self) -> list[int]:
         """Ranks whose step table is present (every rank writes one when it finishes training)."""
@@ -314,6 +369,10 @@ class RunDir:
         """Last file of a run: writing it marks the run complete."""
         write_json(self.summary, summary)
 
+    def write_record(self, record: RunRecord) -> None:
+        """summary.json, the last file of a run: writing it marks the run complete."""
+        write_json(self.summary, record.to_dict())
+
     def write_steps(self, rank: int, frame: pd.DataFrame) -> None:
         write_parquet(self.steps(rank), frame)
 
@@ -334,6 +393,14 @@ class RunDir:
 
     def read_summary(self) -> dict[str, Any]:
         return _object(self.summary)
+
+    def read_record(self) -> RunRecord:
+        """summary.json as the run record, whichever version wrote it (ValueError names a mistyped field)."""
+        data = _object(self.summary)
+        try:
+            return RunRecord.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{self.summary}: {e}") from None
 
     def steps_frame(self, rank: int = 0) -> pd.DataFrame:
         return pd.read_parquet(self.steps(rank))

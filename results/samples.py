@@ -11,8 +11,8 @@ import numpy as np
 
 from golfprof.errors import ConfigError
 from golfprof.profiler import names as phases
+from golfprof.profiler.record import RunRecord
 from golfprof.profiler.rundir import RunDir
-from golfprof.profiler.window import Window, timed_steps
 
 T = TypeVar("T")
 
@@ -37,25 +37,30 @@ def higher_is_better(metric: str) -> bool:
 @dataclass
 class RunSamples:
     source: str
-    summary: dict[str, Any]
+    record: RunRecord
     fingerprint: dict[str, Any]
     samples: dict[str, np.ndarray] = field(default_factory=dict)
 
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The record as summary.json holds it (what a baseline file stores)."""
+        return self.record.to_dict()
+
     def values(self, metric: str) -> np.ndarray:
-        """Per-step samples where recorded, else the summary's single value."""
+        """Per-step samples where recorded, else the record's single value."""
         if metric in self.samples:
             return self.samples[metric]
         if metric.startswith(PHASE_PREFIX):
-            v = self.summary.get("phase_ms", {}).get(metric.removeprefix(PHASE_PREFIX))
+            v = self.record.phase_ms.get(metric.removeprefix(PHASE_PREFIX))
         else:
-            v = self.summary.get(metric)
+            v = getattr(self.record, metric, None) if metric in DIRECTION else None
         return np.array([], dtype=float) if v is None else np.array([float(v)])
 
 
-def fingerprint(summary: dict[str, Any]) -> dict[str, Any]:
+def fingerprint(record: RunRecord) -> dict[str, Any]:
     """What must match for two runs to be comparable: work, world size and hardware."""
-    return {"preset": summary.get("preset"), "tokens_per_step": summary.get("tokens_per_step"),
-            "world_size": summary.get("world_size"), "device": summary.get("device")}
+    return {"preset": record.preset, "tokens_per_step": record.tokens_per_step,
+            "world_size": record.world_size, "device": record.device}
 
 
 def _read(path: Path, read: Callable[[], T]) -> T:
@@ -76,18 +81,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return _read(path, lambda: json.loads(path.read_text()))
 
 
-def step_samples(run_dir: Path, summary: dict[str, Any]) -> dict[str, np.ndarray]:
+def step_samples(run_dir: Path, record: RunRecord) -> dict[str, np.ndarray]:
     """Rank 0's per-step series over the timed steps (after warm-up, outside the profiler window)."""
     rd = RunDir(run_dir)
-    config = _read(rd.config, rd.read_config)
-    window = Window(**config["profile_window"]) if config.get("profile_window") else None
-    timed = timed_steps(config["train"]["steps"], config["warmup_steps"], window)
+    timed = _read(rd.config if rd.config.exists() else rd.summary, rd.timed_steps)
     out: dict[str, np.ndarray] = {}
     if rd.steps(0).exists():
         steps = rd.steps_frame(0)
         steps = steps[steps.step.isin(timed)].sort_values("step")
         out["ms_per_step"] = steps.ms.to_numpy(float)
-        out["tokens_per_s"] = summary["tokens_per_step"] / (out["ms_per_step"] / 1e3)
+        if record.tokens_per_step is not None:
+            out["tokens_per_s"] = record.tokens_per_step / (out["ms_per_step"] / 1e3)
     if rd.phases(0).exists():
         table = rd.phases_frame(0)
         table = table[table.step.isin(timed)]
@@ -112,7 +116,16 @@ def _baseline(path: Path, data: dict[str, Any]) -> RunSamples:
         samples = {str(k): np.asarray(v, dtype=float).reshape(-1) for k, v in parts["samples"].items()}
     except (TypeError, ValueError):
         raise ConfigError(f"{path}: baseline 'samples' must map metrics to lists of numbers") from None
-    return RunSamples(str(path), parts["summary"], parts["fingerprint"], samples)
+    try:
+        record = RunRecord.from_dict(parts["summary"])
+    except ValueError as e:
+        raise ConfigError(f"{path}: baseline 'summary': {e}") from None
+    return RunSamples(str(path), record, parts["fingerprint"], samples)
+
+
+def run_samples(rd: RunDir, record: RunRecord) -> RunSamples:
+    """A run directory whose record is already read: its step samples added (the dashboard reads each file once)."""
+    return RunSamples(str(rd.path), record, fingerprint(record), step_samples(rd.path, record))
 
 
 def load_run(path: Path) -> RunSamples:
@@ -120,8 +133,7 @@ def load_run(path: Path) -> RunSamples:
     path = Path(path)
     if path.is_dir():
         rd = RunDir(path)
-        summary = _read(rd.summary, rd.read_summary)
-        return RunSamples(str(path), summary, fingerprint(summary), step_samples(path, summary))
+        return run_samples(rd, _read(rd.summary, rd.read_record))
     data = _read_json(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: not a golfprof summary.json, run directory or baseline file "
@@ -130,6 +142,7 @@ def load_run(path: Path) -> RunSamples:
         return _baseline(path, data)
     if "ms_per_step" not in data:
         raise ConfigError(f"{path}: not a golfprof summary.json, run directory or baseline file")
+    record = _read(path, lambda: RunRecord.from_dict(data))
     rd = RunDir(path.parent)
-    samples = step_samples(rd.path, data) if rd.config.exists() else {}
-    return RunSamples(str(path), data, fingerprint(data), samples)
+    samples = step_samples(rd.path, record) if rd.config.exists() else {}
+    return RunSamples(str(path), record, fingerprint(record), samples)

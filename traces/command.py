@@ -91,8 +91,8 @@ def _check_windows(path: Path, runs: list[RunSummary]) -> None:
     if not rd.summary.is_file():
         return
     try:
-        warmup = int(rd.read_summary().get("warmup_steps") or 1)
-    except (OSError, ValueError, TypeError):
+        warmup = rd.read_record().warmup_steps or 1
+    except (OSError, ValueError):
         warmup = 1
     for run in runs:
         for r in run.ranks:
@@ -204,9 +204,9 @@ def diff(
 
 def _prediction_of(path: Path, which: str, err: Console) -> Path:
     """A simulated run is compared through its predicted timeline (its own trace has no communication)."""
-    from golfprof.predict.predict import predicted_traces
+    from golfprof.profiler.rundir import RunDir
 
-    folder = predicted_traces(path)
+    folder = RunDir(path).predicted_trace_set()
     if folder is None:
         return path
     err.print(f"note: {which} is a simulated run: comparing its predicted traces ({folder}); "

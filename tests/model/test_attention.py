@@ -115,15 +115,16 @@ def test_trainer_records_the_backend_that_ran():
 
 
 def test_summary_carries_attention_used(tmp_path):
-    from golfprof.ablations.run import build_summary
+    from golfprof.ablations.run import build_record
     from golfprof.ablations.spec import RunSpec
+    from golfprof.profiler.record import RankRecord
 
     run = RunConfig("tiny", TINY_MODEL, TINY_TRAIN, Toggles(attention="flex"), "attn_flex")
     env = {"device": "cpu", "torch": torch.__version__, "world_size": 1}
-    rank = {"ms_per_step": 1.0, "optimizer_ms": 0.1, "forward_backward_ms": 0.5, "phase_ms": {}, "final_loss": 1.0,
-            "peak_memory_mb": 1.0, "ortho_kernel": "torch", "attention": "flex"}
-    s = build_summary(run, env, [rank], {}, 1, RunSpec(config=run.to_dict()))
-    assert s["attention_used"] == "flex" and s["toggles"]["attention"] == "flex"
+    rank = RankRecord(ms_per_step=1.0, optimizer_ms=0.1, forward_backward_ms=0.5, phase_ms={}, final_loss=1.0,
+                      peak_memory_mb=1.0, ortho_kernel="torch", attention="flex")
+    s = build_record(run, env, [rank], {}, 1, RunSpec(config=run.to_dict()))
+    assert s.attention_used == "flex" and s.toggles["attention"] == "flex"
 
 
 # ---- every backend that runs on the CPU agrees with the written-out reference -----------------------------

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from golfprof.profiler.rundir import MatrixDir, RunDir, config_form, new_run_dir, write_json
+from golfprof.profiler.record import RunRecord
+from golfprof.profiler.rundir import MatrixDir, RunDir, config_form, git_state, new_run_dir, write_json
 
 
 def test_run_dirs_are_never_reused(tmp_path: Path):
@@ -80,7 +81,7 @@ def test_files_round_trip(tmp_path: Path):
     raw = tmp_path / "raw.json"
     raw.write_text('{"traceEvents": []}')
     rd.write_trace(1, raw)
-    rd.write_summary({"ms_per_step": 2.5})
+    rd.write_record(RunRecord(ms_per_step=2.5))
     assert rd.read_env() == {"torch": "2.x", "world_size": 2}
     pd.testing.assert_frame_equal(rd.steps_frame(1), steps)
     pd.testing.assert_frame_equal(rd.phases_frame(0), phases)
@@ -88,7 +89,7 @@ def test_files_round_trip(tmp_path: Path):
     assert rd.traces() == [rd.trace(1)]
     with gzip.open(rd.trace(1), "rt") as f:
         assert f.read() == '{"traceEvents": []}'
-    assert rd.read_summary() == {"ms_per_step": 2.5}
+    assert rd.read_record() == RunRecord(ms_per_step=2.5)
     assert not [p for p in rd.path.rglob(".*.tmp")]  # atomic writes leave no temp files
 
 
@@ -138,7 +139,7 @@ def test_complete_means_summary_present(tmp_path: Path):
     assert not rd.is_complete() and not rd.is_unfinished()
     rd.write_config(RUN_CONFIG, {}, 1, None)
     assert not rd.is_complete() and rd.is_unfinished()
-    rd.write_summary({"ms_per_step": 1.0})
+    rd.write_record(RunRecord(ms_per_step=1.0))
     assert rd.is_complete() and not rd.is_unfinished()
 
 
@@ -169,13 +170,67 @@ def test_matrix_state_and_comparison_round_trip(tmp_path: Path):
 def test_readers_raise_for_the_caller_to_word(tmp_path: Path):
     rd = RunDir(tmp_path)
     with pytest.raises(FileNotFoundError):
-        rd.read_summary()
+        rd.read_record()
     rd.summary.write_text("[1, 2]")
     with pytest.raises(ValueError, match="expected a JSON object"):
-        rd.read_summary()
+        rd.read_record()
     rd.summary.write_text("{not json")
     with pytest.raises(json.JSONDecodeError):
-        rd.read_summary()
+        rd.read_record()
+
+
+def test_timed_steps_follow_config_json_in_either_form(tmp_path: Path):
+    rd = RunDir(tmp_path / "new")
+    rd.write_config(RUN_CONFIG, {}, warmup_steps=2, profile_window={"wait": 2, "warmup": 1, "active": 2})
+    assert rd.timed_steps() == [5, 6, 7]  # steps 2..7 after the warm-up, less the window's 2..4
+    rd.write_config(RUN_CONFIG, {}, warmup_steps=2, profile_window={"wait": 0, "warmup": 0, "active": 8})
+    assert rd.timed_steps() == list(range(2, 8))  # the window covers every step: all of them count
+    old = RunDir(OLD_FORM_RUNS[0])
+    assert len(old.timed_steps()) == old.read_record().ranks[0].timed_steps
+
+
+def test_timed_steps_without_config_json_come_from_the_record(tmp_path: Path):
+    rd = RunDir(tmp_path)
+    rd.write_record(RunRecord(steps=6, warmup_steps=2))
+    assert rd.timed_steps() == [2, 3, 4, 5]
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+def test_git_state_tells_two_edits_of_one_revision_apart(tmp_path: Path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "a.py").write_text("x = 1\n")
+    _git(repo, "add", "a.py")
+    _git(repo, "commit", "-q", "-m", "one")
+    clean = git_state(repo)
+    assert clean["git_dirty"] is False and clean["git_diff_sha256"] is None and len(clean["git_revision"]) == 40
+    (repo / "a.py").write_text("x = 2\n")
+    first = git_state(repo)
+    (repo / "a.py").write_text("x = 3\n")
+    second = git_state(repo)
+    assert first["git_dirty"] and second["git_dirty"] and first["git_revision"] == second["git_revision"]
+    assert len(first["git_diff_sha256"]) == 64 and first["git_diff_sha256"] != second["git_diff_sha256"]
+    assert git_state(repo) == second  # the same tree hashes the same
+    (repo / "new.py").write_text("")
+    assert git_state(repo)["git_diff_sha256"] not in (second["git_diff_sha256"], None)  # an untracked file counts
+    (repo / "a.py").write_text("x = 1\n")
+    (repo / "new.py").unlink()
+    assert git_state(repo) == clean
+    assert git_state(tmp_path) == {"git_revision": None, "git_dirty": None, "git_diff_sha256": None}  # no git
+
+
+def test_env_json_records_whether_the_tree_was_dirty():
+    pytest.importorskip("torch")
+    from golfprof.profiler.rundir import environment
+
+    env = environment(1, "none")
+    assert {"git_revision", "git_dirty", "git_diff_sha256"} <= set(env)
+    assert env["git_dirty"] in (True, False, None)
 
 
 def test_rundir_imports_without_torch():
