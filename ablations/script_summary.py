@@ -102,6 +102,9 @@ def build(rd: RunDir, spec: ScriptSpec, env: dict[str, Any], warmup: int, window
     notes = list(dict.fromkeys(n for r in records for n in (r.extra.get("notes") or [])))
     if not head.extra["steps"]:
         notes.append(NO_STEPS_NOTE)
+    elif window is not None and head.extra["steps"] < window.end:
+        notes.append(f"the script made {head.extra['steps']} steps, fewer than the profiler window's "
+                     f"{window.end} (--profile-steps): its trace holds the steps recorded before the end, if any")
     if frame is not None and frame["data_dependent"].any():
         notes.append(DATA_SIZED_NOTE)
     collectives = [] if frame is None else _clean(per_step(frame, timed).to_dict("records"))

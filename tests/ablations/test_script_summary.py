@@ -46,9 +46,10 @@ def test_a_simulated_rank_stands_for_the_world_and_data_sized_collectives_are_sa
     rd = RunDir(tmp_path)
     _rank(rd, 0, [5.0, 5.0, 5.0], 32, [("all_to_all", 40, 2, True)], simulated=True)
     spec = ScriptSpec(script="t.py", simulate_world=8)
-    rec = build(rd, spec, {"world_size": 8}, 1, None, [0], simulated=Simulated(world_size=8))
+    rec = build(rd, spec, {"world_size": 8}, 1, Window(1, 1, 3), [0], simulated=Simulated(world_size=8))
     assert rec.tokens_per_step == 32 * 8 and rec.simulated.world_size == 8
     assert DATA_SIZED_NOTE in rec.extra["notes"]
+    assert any("fewer than the profiler window's 5" in n for n in rec.extra["notes"])  # 3 steps made
 
 
 def test_a_script_without_steps_says_how_to_find_them(tmp_path):
