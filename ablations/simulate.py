@@ -194,33 +194,3 @@ def read_collectives(run_dir: Path) -> dict[int, pd.DataFrame]:
     """The collectives every simulated rank of a run directory recorded, by rank."""
     rd = RunDir(Path(run_dir))
     return {r: pd.read_parquet(rd.collectives(r)) for r in rd.simulated_ranks()}
-
-
-def simulate_and_predict(spec: RunSpec, world: int, rank: int | str | None = "all", nodes: int = 1,
-                         comm_model: str | None = None) -> dict[str, Any]:
-    """Simulate the ranks, then replay them through the cost model; the summary with the prediction."""
-    from golfprof.predict import costmodel
-    from golfprof.predict.predict import predict
-
-    check(world, rank, nodes)
-    if comm_model is not None:
-        costmodel.load(comm_model)  # a bad table fails before any training
-    out = simulate(spec, world, rank, nodes)
-    doc = predict(Path(out["run_dir"]), comm_model, nodes)
-    return out | {"prediction": doc["prediction"]}
-
-
-COMPARISON_COLUMNS = ["variant", "measured ms (1 rank)", "predicted ms/step", "Δ vs baseline ms", "optimizer ms",
-                      "comm ms", "exposed comm ms", "overlap %"]
-
-
-def comparison(results: dict[str, dict[str, Any]], baseline: str) -> pd.DataFrame:
-    """One row per variant of predicted figures, the step compared with the baseline's prediction."""
-    base = results.get(baseline, {}).get("prediction", {}).get("ms_per_step")
-    rows = []
-    for name, r in results.items():
-        p = r["prediction"]
-        ms = p["ms_per_step"]
-        rows.append([name, r.get("ms_per_step"), ms, ms - base if base is not None and ms is not None else None,
-                     p.get("optimizer_ms"), p.get("comm_ms"), p.get("exposed_comm_ms"), p.get("comm_comp_overlap_pct")])
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

@@ -177,7 +177,7 @@ def _run(spec: RunSpec, nproc: int) -> int:
     if error:
         print(f"error: {error}", file=sys.stderr)
     if code == 0 and rd.is_complete():
-        print_summary({**rd.read_summary(), "run_dir": spec.run_dir})
+        print_summary({**rd.read_record().to_dict(), "run_dir": spec.run_dir})
     return code
 
 
@@ -186,6 +186,8 @@ def _simulate(specs: dict[str, RunSpec], nproc: int, baseline: str) -> int:
     other, then replayed through the cost model; several variants print the predicted comparison."""
     from golfprof.ablations import simulate as S
     from golfprof.predict import costmodel
+    from golfprof.predict.compare import comparison as predicted_comparison
+    from golfprof.predict.predict import predict
 
     if nproc != 1:
         raise ConfigError("--simulate-world plays every rank in this one process: leave --nproc at 1")
@@ -197,11 +199,12 @@ def _simulate(specs: dict[str, RunSpec], nproc: int, baseline: str) -> int:
             costmodel.load(spec.comm_model)
     results = {}
     for name, spec in specs.items():
-        results[name] = S.simulate_and_predict(spec, spec.simulate_world, spec.simulate_rank, spec.simulate_nodes,
-                                               spec.comm_model)
+        out = S.simulate(spec, spec.simulate_world, spec.simulate_rank, spec.simulate_nodes)  # records only
+        results[name] = out | {"prediction": predict(Path(out["run_dir"]), spec.comm_model,
+                                                     spec.simulate_nodes)["prediction"]}
         print_prediction(results[name])
     if len(results) > 1:
-        frame = S.comparison(results, baseline)
+        frame = predicted_comparison(results, baseline)
         t = Table(title=f"predicted at world {next(iter(specs.values())).simulate_world} (baseline {baseline})")
         for col in frame.columns:
             t.add_column(col, justify="left" if col == "variant" else "right")

@@ -8,7 +8,10 @@ cost model (predict/replay.py, pure) and writes the prediction beside the run's 
   modelled collectives on their own stream, for Perfetto.
 
 A CUDA run is replayed from its Kineto trace (GPU kernels, launch times, the recorder's
-``golfprof.comm#``/``golfprof.wait#`` ranges); a CPU run from the recorder's own timeline.
+``golfprof.comm#``/``golfprof.wait#`` ranges); a CPU run from the recorder's own timeline. Each predicted
+trace is analysed from the text it is written from (``load_trace(path, text=...)``): no file is read back.
+predict() reads inputs -> builds each step's work (GPU or CPU) -> replays the steps -> figures -> traces ->
+the document, one function each.
 """
 
 from __future__ import annotations
@@ -16,28 +19,78 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from golfprof.errors import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
-from golfprof.profiler.rundir import TRACE_SUFFIX, RunDir, write_json
+from golfprof.profiler.record import RunRecord, Simulated
+from golfprof.profiler.rundir import RunDir, write_json
 
 from . import costmodel, replay
 
+GPU_SOURCE = "kineto trace (profiled steps), on the rank's median unprofiled step"
+CPU_SOURCE = "recorder timeline (timed steps)"
+COLLECTIVE_KEYS = ["seq", "op", "dtype", "bytes", "group_size", "phase", "source", "us", "protocol", "link",
+                   "exposed_ms"]
 
-def _read_rank_files(run_dir: Path) -> tuple[dict[int, pd.DataFrame], dict[int, pd.DataFrame]]:
+
+@dataclass
+class Inputs:
+    """What a prediction reads from a simulated run directory, read once."""
+
+    rd: RunDir
+    record: RunRecord
+    sim: Simulated
+    nodes: int
+    model: costmodel.CommModel
+    colls: dict[int, pd.DataFrame]  # simulated rank -> its recorded collectives
+    events: dict[int, pd.DataFrame]  # simulated rank -> its phase enter/exit marks
+
+    @property
+    def ranks(self) -> list[int]:
+        return sorted(self.colls)
+
+    @property
+    def world(self) -> int:
+        return self.sim.world_size
+
+
+class Work(NamedTuple):
+    """One simulated rank's share of one step to replay."""
+
+    rank: int
+    role: replay.RoleStep
+    colls: pd.DataFrame  # its collectives in the step
+    ranges: list  # (phase, start, end) CPU ranges, step-relative
+    names: list[str]  # its items' names (GPU kernels; empty on the CPU)
+
+
+@dataclass
+class Replayed:
+    step: int
+    colls: pd.DataFrame  # the step's collectives with their modelled durations
+    rows: list[Work]
+    result: replay.StepReplay
+
+
+def read_inputs(run_dir: Path, comm_model: str | Path | None, nodes: int | None) -> Inputs:
+    """The record, the cost table (the device's default unless given) and every simulated rank's files."""
     rd = RunDir(run_dir)
+    record = rd.read_record()
+    if record.simulated is None:
+        raise ConfigError(f"{run_dir}: summary.json has no 'simulated' block: not a simulated run")
     ranks = rd.simulated_ranks()
     if not ranks:
         raise ConfigError(f"{run_dir}: not a simulated run (no collectives recorded under {rd.simulated_dir.name}/)")
     colls = {r: pd.read_parquet(rd.collectives(r)) for r in ranks}
     events = {r: pd.read_parquet(rd.phase_events(r)) for r in ranks if rd.phase_events(r).is_file()}
-    return colls, events
+    model = costmodel.load(comm_model or costmodel.default_for_device(record.device))
+    return Inputs(rd, record, record.simulated, int(nodes or record.simulated.nodes or 1), model, colls, events)
 
 
 def _median_timed_ms(rd: RunDir, rank: int) -> float | None:
@@ -53,132 +106,149 @@ def _durations(model: costmodel.CommModel, colls: pd.DataFrame, world: int, node
     return colls.assign(us=[e.us for e in est], protocol=[e.protocol for e in est], link=[e.link for e in est])
 
 
-def _analysis(doc: dict, path: Path, rank: int) -> Any:
-    from golfprof.traces.load import load_trace
-    from golfprof.traces.summary import summarize_rank
-
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / f"rank{rank}{TRACE_SUFFIX}"  # plain JSON: load_trace reads either
-        raw.write_text(json.dumps(doc))
-        s = summarize_rank(load_trace(raw), rank, re.compile(DEFAULT_PHASE_REGEX))
-    s.path = path
-    return s
-
-
-def _gpu_inputs(rd: RunDir, ranks: list[int], colls: dict[int, pd.DataFrame]) -> dict[int, list] | None:
+def _gpu_inputs(inp: Inputs) -> dict[int, list] | None:
     """Per rank, the profiled steps of its Kineto trace when every simulated rank has one with GPU kernels."""
     from golfprof.traces.load import load_trace
 
+    if "cpu" in str(inp.record.device or "cpu"):
+        return None
     out = {}
-    for r in ranks:
-        path = rd.trace(r)
+    for r in inp.ranks:
+        path = inp.rd.trace(r)
         if not path.is_file():
             return None
-        steps = replay.gpu_role_steps(load_trace(path).events, colls[r])
+        steps = replay.gpu_role_steps(load_trace(path).events, inp.colls[r])
         if not steps or not any(len(t.role.launch) for t in steps):
             return None
         out[r] = steps
     return out
 
 
-def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | None = None) -> dict[str, Any]:
-    """Replay a simulated run directory; writes and returns the prediction document."""
-    rd = RunDir(run_dir)
-    summary = rd.read_record()
-    sim = summary.simulated
-    if sim is None:
-        raise ConfigError(f"{run_dir}: summary.json has no 'simulated' block: not a simulated run")
-    config = rd.read_config()
-    world = sim.world_size
-    nodes = int(nodes or sim.nodes or 1)
-    model = costmodel.load(comm_model or costmodel.default_for_device(summary.device))
-    colls, events = _read_rank_files(rd.path)
-    ranks = sorted(colls)
-    gpu = _gpu_inputs(rd, ranks, colls) if "cpu" not in str(summary.device or "cpu") else None
-    # per step: [(rank, RoleStep, its collectives, CPU ranges, item names)]
-    work: dict[int, list[tuple[int, replay.RoleStep, pd.DataFrame, list, list]]] = {}
-    if gpu is not None:
-        source = "kineto trace (profiled steps), on the rank's median unprofiled step"
-        for r in ranks:
-            unprofiled = _median_timed_ms(rd, r)
-            for t in gpu[r]:
-                c = colls[r].set_index("seq").loc[t.seqs].reset_index() if t.seqs else colls[r].iloc[0:0]
-                if unprofiled is not None:  # the profiler slows the steps it records; the delays are the trace's
-                    t.role.reported = unprofiled * 1e3
-                work.setdefault(t.step, []).append((r, t.role, c, t.ranges, t.names))
-    else:
-        source = "recorder timeline (timed steps)"
-        iv = {r: replay.step_relative(replay.phase_intervals(events[r])) for r in ranks}
-        for r in ranks:
-            for s, role in replay.cpu_role_steps(colls[r], events[r], rd.timed_steps()).items():
-                ranges = [(p.phase, p.ts, p.end) for p in iv[r][iv[r].step == s].itertuples()]
-                work.setdefault(s, []).append((r, role, replay.one_step_collectives(colls[r], s), ranges, []))
-        for r in ranks:  # the step as the run's timers measured it, so that nothing the phases miss is lost
-            if rd.steps(r).is_file():
-                ms = pd.read_parquet(rd.steps(r)).set_index("step").ms
-                for s, rows in work.items():
-                    for rank, role, *_ in rows:
-                        if rank == r and s in ms.index:
-                            role.reported = float(ms.loc[s]) * 1e3
-    steps = sorted(s for s, rows in work.items() if len(rows) == len(ranks))
+def gpu_work(inp: Inputs, gpu: dict[int, list]) -> dict[int, list[Work]]:
+    """Each profiled step of each rank's trace, standing on the rank's median unprofiled step (the profiler slows
+    the steps it records; the delays are the trace's)."""
+    work: dict[int, list[Work]] = {}
+    for r in inp.ranks:
+        unprofiled = _median_timed_ms(inp.rd, r)
+        for t in gpu[r]:
+            c = inp.colls[r].set_index("seq").loc[t.seqs].reset_index() if t.seqs else inp.colls[r].iloc[0:0]
+            if unprofiled is not None:
+                t.role.reported = unprofiled * 1e3
+            work.setdefault(t.step, []).append(Work(r, t.role, c, t.ranges, t.names))
+    return work
+
+
+def cpu_work(inp: Inputs) -> dict[int, list[Work]]:
+    """Each timed step of the recorder's timeline, standing on the step as the run's timers measured it (so that
+    nothing the phases miss is lost)."""
+    timed = inp.rd.timed_steps()
+    work: dict[int, list[Work]] = {}
+    for r in inp.ranks:
+        iv = replay.step_relative(replay.phase_intervals(inp.events[r]))
+        for s, role in replay.cpu_role_steps(inp.colls[r], inp.events[r], timed).items():
+            ranges = [(p.phase, p.ts, p.end) for p in iv[iv.step == s].itertuples()]
+            work.setdefault(s, []).append(Work(r, role, replay.one_step_collectives(inp.colls[r], s), ranges, []))
+    for r in inp.ranks:
+        if not inp.rd.steps(r).is_file():
+            continue
+        ms = pd.read_parquet(inp.rd.steps(r)).set_index("step").ms
+        for s, rows in work.items():
+            for row in rows:
+                if row.rank == r and s in ms.index:
+                    row.role.reported = float(ms.loc[s]) * 1e3
+    return work
+
+
+def replay_steps(inp: Inputs, work: dict[int, list[Work]]) -> list[Replayed]:
+    """Every step all simulated ranks have, replayed through the cost model."""
+    steps = sorted(s for s, rows in work.items() if len(rows) == len(inp.ranks))
     if not steps:
-        raise ConfigError(f"{run_dir}: no step to replay (steps {config['train']['steps']}, "
+        config = inp.rd.read_config()
+        raise ConfigError(f"{inp.rd.path}: no step to replay (steps {config['train']['steps']}, "
                           f"warm-up {config.get('warmup_steps')}, profile window {config.get('profile_window')})")
-    replays, marks = [], []
+    out = []
     for s in steps:
         rows = work[s]
-        replay.check_same_sequence({r: c for r, _, c, _, _ in rows})
-        c = _durations(model, rows[0][2], world, nodes)
-        rsteps = [role for _, role, _, _, _ in rows]
-        replays.append((s, c, rows, replay.replay_step(rsteps, c["us"].to_numpy(float), model.interference)))
-        marks.append({n: (a, b) for n, a, b in rows[0][3]})
-    fig = replay.step_figures([([row[1] for row in rows], rep) for _, _, rows, rep in replays], replays[0][1], marks)
-    measured_opt = summary.optimizer_ms
-    fig["optimizer_ms"] = (measured_opt + fig["optimizer_added_ms"]
-                           if measured_opt is not None and fig["optimizer_added_ms"] is not None else None)
+        replay.check_same_sequence({row.rank: row.colls for row in rows})
+        c = _durations(inp.model, rows[0].colls, inp.world, inp.nodes)
+        result = replay.replay_step([row.role for row in rows], c["us"].to_numpy(float), inp.model.interference)
+        out.append(Replayed(s, c, rows, result))
+    return out
 
-    role_of = {int(k): v for k, v in sim.role_of.items()}
+
+def figures(inp: Inputs, replays: list[Replayed]) -> dict[str, Any]:
+    """The predicted step's figures; the optimizer's is the measured one plus what the replay added to it."""
+    marks = [{n: (a, b) for n, a, b in rp.rows[0].ranges} for rp in replays]
+    fig = replay.step_figures([([row.role for row in rp.rows], rp.result) for rp in replays], replays[0].colls, marks)
+    measured = inp.record.optimizer_ms
+    added = fig["optimizer_added_ms"]
+    fig["optimizer_ms"] = measured + added if measured is not None and added is not None else None
+    return fig
+
+
+def write_traces(inp: Inputs, replays: list[Replayed], cpu: bool) -> list[Any]:
+    """Each rank's predicted timeline, written for every rank of its role (the folder is a whole world's traces),
+    and the trace analysis of each simulated rank's, read from memory."""
+    from golfprof.traces.load import load_trace
+    from golfprof.traces.summary import summarize_rank
+
+    role_of = {int(k): v for k, v in inp.sim.role_of.items()}
     summaries = []
-    for i, r in enumerate(ranks):
+    for i, r in enumerate(inp.ranks):
         ranges, items, comms = [], [], []
         at = 0.0
-        for s, c, rows, rep in replays:
-            _, role, _, phase_ranges, names = rows[i]
-            a, b, cc = _trace_parts(role, rep.roles[i], phase_ranges, names, s, c, rep, at, cpu=gpu is None)
+        for rp in replays:
+            row = rp.rows[i]
+            a, b, cc = _trace_parts(row.role, rp.result.roles[i], row.ranges, row.names, rp.step, rp.colls, rp.result,
+                                    at, cpu=cpu)
             ranges, items, comms = ranges + a, items + b, comms + cc
-            at += max(tl.step_end for tl in rep.roles) + 1.0
-        meta = {"variant": summary.variant, "comm_model": model.path, "role_of_rank": r}
-        # every rank of a simulated role gets its role's timeline, so the folder is a whole world's traces
+            at += max(tl.step_end for tl in rp.result.roles) + 1.0
+        meta = {"variant": inp.record.variant, "comm_model": inp.model.path, "role_of_rank": r}
         for rank in [k for k, v in role_of.items() if v == r] or [r]:
-            doc = replay.predicted_trace(rank, world, ranges, items, comms, meta)
-            path = rd.predicted_trace(rank)
+            text = json.dumps(replay.predicted_trace(rank, inp.world, ranges, items, comms, meta))
+            path = inp.rd.predicted_trace(rank)
             path.parent.mkdir(parents=True, exist_ok=True)
             with gzip.open(path, "wt") as f:
-                json.dump(doc, f)
+                f.write(text)
             if rank == r:
-                summaries.append(_analysis(doc, path, r))
+                summaries.append(summarize_rank(load_trace(path, text=text), r, re.compile(DEFAULT_PHASE_REGEX)))
+    return summaries
 
+
+def document(inp: Inputs, fig: dict[str, Any], summaries: list[Any], steps: list[int], source: str) -> dict[str, Any]:
+    """`golfprof analyze`'s JSON for the predicted traces, with ``"predicted": true`` and the prediction block."""
     from golfprof.traces.diagnose import diagnose
     from golfprof.traces.report import to_json
     from golfprof.traces.summary import combine
 
     run = combine(summaries, re.compile(DEFAULT_PHASE_REGEX))
     notes = [f"rank {r.rank}: {n}" for r in run.ranks for n in r.notes]
-    doc = to_json(str(rd.predicted_trace_dir), [run], diagnose(run), notes)
+    doc = to_json(str(inp.rd.predicted_trace_dir), [run], diagnose(run), notes)
     coll = fig.pop("collectives")
-    doc |= {"predicted": True, "prediction": {
+    rec, model = inp.record, inp.model
+    return doc | {"predicted": True, "prediction": {
         **fig,
-        "world_size": world, "nodes": nodes, "simulated_ranks": ranks, "steps": steps, "replayed_from": source,
-        "variant": summary.variant, "device": summary.device,
-        "measured_ms_per_step_of_the_simulated_rank": summary.ms_per_step,
-        "measured_optimizer_ms_of_the_simulated_rank": measured_opt,
+        "world_size": inp.world, "nodes": inp.nodes, "simulated_ranks": inp.ranks, "steps": steps,
+        "replayed_from": source, "variant": rec.variant, "device": rec.device,
+        "measured_ms_per_step_of_the_simulated_rank": rec.ms_per_step,
+        "measured_optimizer_ms_of_the_simulated_rank": rec.optimizer_ms,
         "comm_model": {"path": model.path, "name": model.name, "interference": model.interference},
-        "collectives_per_step": [{k: _plain(v) for k, v in row.items()} for row in
-                                 coll[["seq", "op", "dtype", "bytes", "group_size", "phase", "source", "us",
-                                       "protocol", "link", "exposed_ms"]].to_dict("records")],
+        "collectives_per_step": [{k: _plain(v) for k, v in row.items()}
+                                 for row in coll[COLLECTIVE_KEYS].to_dict("records")],
         "note": "predicted, not measured: collectives are modelled, compute is the simulated rank's own",
     }}
-    write_json(rd.predicted, doc)
+
+
+def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | None = None) -> dict[str, Any]:
+    """Replay a simulated run directory; writes and returns the prediction document."""
+    inp = read_inputs(run_dir, comm_model, nodes)
+    gpu = _gpu_inputs(inp)
+    work = gpu_work(inp, gpu) if gpu is not None else cpu_work(inp)
+    replays = replay_steps(inp, work)
+    fig = figures(inp, replays)
+    summaries = write_traces(inp, replays, cpu=gpu is None)
+    doc = document(inp, fig, summaries, [rp.step for rp in replays], CPU_SOURCE if gpu is None else GPU_SOURCE)
+    write_json(inp.rd.predicted, doc)
     return doc
 
 

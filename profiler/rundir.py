@@ -365,10 +365,6 @@ class RunDir:
     def write_env(self, env: dict[str, Any]) -> None:
         write_json(self.env, env)
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        """Last file of a run: writing it marks the run complete."""
-        write_json(self.summary, summary)
-
     def write_record(self, record: RunRecord) -> None:
         """summary.json, the last file of a run: writing it marks the run complete."""
         write_json(self.summary, record.to_dict())
@@ -392,7 +388,9 @@ class RunDir:
         return _object(self.env)
 
     def read_summary(self) -> dict[str, Any]:
-        return _object(self.summary)
+        """The record as summary.json holds it, for printers that take a dict; read through :meth:`read_record`
+        (checked, older files filled in)."""
+        return self.read_record().to_dict()
 
     def read_record(self) -> RunRecord:
         """summary.json as the run record, whichever version wrote it (ValueError names a mistyped field)."""

@@ -218,10 +218,11 @@ def _walk(path: Path, cols: _Columns | None) -> dict[str, Any]:
         raise TraceError(f"{path}: {fault}, not a readable trace") from None
 
 
-def _walk_doc(path: Path, cols: _Columns | None) -> dict[str, Any]:
-    """Parse the top-level document; events go into ``cols``, or the walk stops at them if None."""
+def _walk_doc(path: Path, cols: _Columns | None, text: io.TextIOBase | None = None) -> dict[str, Any]:
+    """Parse the top-level document (the file, or ``text`` already in memory); events go into ``cols``, or the
+    walk stops at them if None."""
     meta: dict[str, Any] = {}
-    with _open_text(path) as fh:
+    with _open_text(path) if text is None else text as fh:
         r = _Reader(path, fh)
         first = r.peek()
         if first == "":
@@ -351,11 +352,13 @@ def read_header(path: Path) -> dict[str, Any]:
     return _walk(Path(path), None)
 
 
-def load_trace(path: Path) -> Trace:
-    """Stream one trace file into a :class:`Trace`; raises :class:`TraceError` on bad input."""
+def load_trace(path: Path, text: str | None = None) -> Trace:
+    """Stream one trace file into a :class:`Trace`; raises :class:`TraceError` on bad input. With ``text``, the
+    trace is that JSON, already in memory (the predictor's, which ``path`` will name): the same scanner reads it,
+    and no file is written or read."""
     path = Path(path)
     cols = _Columns()
-    meta = _walk(path, cols)
+    meta = _walk(path, cols) if text is None else _walk_doc(path, cols, io.StringIO(text))
     names = pd.Index(list(cols.names), dtype=object)
     cats = pd.Index(list(cols.cats), dtype=object)
     ids = pd.Index([str(k) for k in cols.ids], dtype=object)

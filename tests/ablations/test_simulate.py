@@ -179,3 +179,13 @@ def test_bad_simulation_options_are_one_error_line_before_anything_runs(tmp_path
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_the_producer_does_not_import_the_predictor():
+    """simulate records; golfprof.predict predicts (the CLI runs one, then the other)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, golfprof.ablations.simulate\n"
+            "sys.exit(any(m.startswith('golfprof.predict') for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

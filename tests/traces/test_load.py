@@ -40,6 +40,20 @@ def test_layouts_give_the_same_events(tmp_path: Path, monkeypatch: pytest.Monkey
     pd.testing.assert_frame_equal(_frame(tmp_path / "c.json"), ref)
 
 
+def test_a_trace_in_memory_loads_as_its_file_does(tmp_path: Path) -> None:
+    """The predictor hands its predicted trace over as text: the same frames as the file, and no file read."""
+    b = _builder()
+    path = b.write(tmp_path / "a.json")
+    text = path.read_text()
+    path.unlink()
+    mem, missing = load_trace(tmp_path / "rank3.pt.trace.json.gz", text=text), tmp_path / "rank3.pt.trace.json.gz"
+    assert mem.path == missing and not missing.exists()
+    ref = load_trace(b.write(tmp_path / "b.json"))
+    pd.testing.assert_frame_equal(mem.events, ref.events)
+    pd.testing.assert_frame_equal(mem.comm_args, ref.comm_args)
+    assert mem.meta == ref.meta and mem.ts_is_float == ref.ts_is_float
+
+
 def test_fields_metadata_and_comm_args(tmp_path: Path) -> None:
     t = load_trace(_builder().write(tmp_path / "t.json.gz"))
     assert t.meta["distributedInfo"] == {"backend": "nccl", "rank": 3, "world_size": 4}
