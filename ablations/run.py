@@ -28,7 +28,7 @@ from golfprof.model.flops import flops_per_token, ortho_flops_per_rank
 from golfprof.model.prefetch import close_loader, make_loader
 from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer
-from golfprof.profiler import phases
+from golfprof.profiler import gpustate, phases
 from golfprof.profiler.ceiling import ceiling
 from golfprof.profiler.gcwatch import GcWatch, freeze_after_warmup
 from golfprof.profiler.kineto import make_profiler
@@ -36,6 +36,7 @@ from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
 from golfprof.profiler.record import Efficiency, RankRecord, RunRecord, Source
 from golfprof.profiler.rundir import RunDir, environment
 from golfprof.profiler.window import Window, timed_steps
+from golfprof.traces.typical import run_window_check
 
 from .ownership import hold_shared
 from .spec import RunSpec
@@ -256,6 +257,7 @@ def train_rank(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, flo
     phase_rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     gc_watch = GcWatch()
+    gpu = gpustate.GpuSampler(device)  # one NVML reading per step; nothing without NVML
     try:
         gc_watch.__enter__()
         for step in range(steps):
@@ -274,7 +276,7 @@ def train_rank(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, flo
                 raise FloatingPointError(f"loss became {loss} at step {step}")
             h = trainer.hyper(step)
             step_rows.append({"step": step, "rank": info.rank, "loss": loss, "ms": ms,
-                              "lr_mult": h.lr_mult, "momentum": h.momentum, **gc_watch.take()})
+                              "lr_mult": h.lr_mult, "momentum": h.momentum, **gc_watch.take(), **gpu.sample()})
             if prof is not None:
                 prof.step()
             progress.update(step, loss, ms)
@@ -300,13 +302,17 @@ def train_rank(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, flo
     timed = timed_steps(steps, warmup, window)
     mine = dataclasses.replace(rank_record(steps_df, phases_df, timed), rank=info.rank,
                                peak_memory_mb=peak_memory_mb(device), wall_s=wall_s,
-                               ortho_kernel=trainer.schedule.ortho_kernel, attention=trainer.attention_used)
+                               ortho_kernel=trainer.schedule.ortho_kernel, attention=trainer.attention_used,
+                               gpu_state=gpustate.summarize(steps_df, timed),
+                               window_check=run_window_check(steps_df, phases_df, warmup, window))
     gathered = [mine]
     if dist.is_initialized():
         gathered = [None] * info.world_size
         dist.all_gather_object(gathered, mine)
     peak = ceiling(device) if info.rank == 0 else None
     record = build_record(run, env, gathered, evaluation, warmup, spec, peak)
+    record.gpu_state = gpustate.merge_ranks([r.gpu_state for r in gathered])
+    record.window_check = gathered[0].window_check  # the headline rank's; every rank's is in ranks
     if info.rank == 0:
         rd.write_record(record)
     held.close()

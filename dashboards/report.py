@@ -18,6 +18,7 @@ from golfprof.errors import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.profiler.rundir import write_text as write_atomic
 from golfprof.results import BASELINE
+from golfprof.results.health import throttle_notes
 from golfprof.results.regress import parse_bound
 from golfprof.results.samples import RunSamples, load_run
 from golfprof.traces.discover import discover
@@ -309,6 +310,7 @@ def build(paths: list[Path], opts: Options) -> Report:
             "from: " + " ".join(str(p) for p in paths),
             f"generated {dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')} by golfprof dashboard"]
     meta += [f"note: {n}" for n in found.notes]
+    meta += [f"note: {n}" for n in throttle_notes({r.name: r.summary for r in runs})]  # runs whose GPU throttled
     title = opts.title or f"golfprof dashboard · {', '.join(devices)}"
     return Report(html=render(title, meta, sections), runs=len(runs),
                   charts={s.kind: [c.id for c in s.charts] for s in sections if s.charts},

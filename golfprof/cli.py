@@ -134,6 +134,10 @@ def print_summary(s: dict[str, Any]) -> None:
         if s.get(k) is not None:
             t.add_row(k, f.format(s[k]))
     console.print(t)
+    from golfprof.results.health import run_notes
+
+    for note in run_notes(s):  # the window check of a profiled run, a GPU that throttled
+        console.print(f"note: {note}", highlight=False)
     console.print(f"run directory: {s['run_dir']}", highlight=False)
 
 
@@ -408,6 +412,10 @@ def print_comparison(result: dict[str, Any]) -> None:
                       highlight=False)
     for name, error in result["failed"].items():
         console.print(f"failed: {name}: {error}", highlight=False)
+    from golfprof.results.health import check_lines
+
+    for line in check_lines(result):  # A/A agreement of each repeated variant, runs whose GPU throttled
+        console.print(line, highlight=False)
 
 
 @app.command()
@@ -433,6 +441,8 @@ def regress(
         for m in result["metrics"]:
             status = "REGRESSION" if m["regressed"] else "ok"
             console.print(f"{status}: {m['why']} [{m['test']}]", highlight=False)
+        for note in result["throttled"]:
+            console.print(f"warning: {note}", highlight=False)
     raise typer.Exit(1 if result["regressed"] else 0)
 
 

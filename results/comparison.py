@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from . import stats
+from .health import run_checks
 from .samples import DIRECTION, PHASE_PREFIX, higher_is_better, load_run
 
 TABLE_METRICS = ("ms_per_step", "optimizer_ms", "forward_backward_ms", "tokens_per_s", "final_loss")
@@ -50,7 +51,7 @@ def comparison(matrix_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     if any(len(rs) == 1 for rs in by_variant.values()):
         note += (". With one run, intervals hold only the noise within that run, not the spread between "
                  "processes, which on GPUs is larger: run --repeats 2 or more before trusting a verdict")
-    return {"baseline": baseline, "failed": failed, "rows": rows, "note": note}
+    return {"baseline": baseline, "failed": failed, "rows": rows, "note": note, **run_checks(by_variant)}
 
 
 def comparison_frame(result: dict[str, Any]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from golfprof.errors import ConfigError
 from golfprof.profiler.rundir import write_json
 
 from . import stats
+from .health import throttle_notes
 from .samples import RunSamples, higher_is_better, load_run
 
 
@@ -70,7 +71,8 @@ def regress(current_path: Path, baseline_path: Path, metrics: list[str], bound_p
     check_comparable(current, baseline)
     results = [gate_metric(current, baseline, m, bound_pct) for m in metrics]
     return {"current": current.source, "baseline": baseline.source, "regressed": any(r["regressed"] for r in results),
-            "metrics": results}
+            "metrics": results,  # a GPU that throttled on either side is said, not judged (the exit code stays)
+            "throttled": throttle_notes({"current": current.summary, "baseline": baseline.summary})}
 
 
 def save_baseline(run_paths: list[Path], out: Path) -> dict[str, Any]:

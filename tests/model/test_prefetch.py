@@ -173,3 +173,25 @@ def test_the_trainer_steps_identically_on_either_loader(tmp_path: Path) -> None:
         finally:
             close_loader(loader)
     assert losses["prefetch"] == losses["record"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_batches_are_the_records_widened_on_the_device(shards: Path) -> None:
+    """On a GPU: pinned uint16 host buffers, a side-stream copy, int64 on the device, the record's tokens."""
+    device = torch.device("cuda", torch.cuda.current_device())
+    record = _record(shards, 3, 2)
+    kept = []
+    with PrefetchLoader(_record(shards, 3, 2), device) as loader:
+        assert all(h.is_pinned() and h.dtype == torch.uint16 for h in loader._host)
+        for step in range(6):
+            batches = loader.next_batches()
+            assert all(x.device == device and x.dtype == torch.int64 for x, _ in batches)
+            for x, _ in batches:
+                x.add_(0)  # consumed on the current stream, ordered after the copy by the event
+            _equal([(x.cpu(), y.cpu()) for x, y in batches], record.next_batches())
+            for x, _ in batches:
+                x.fill_(-1 - step)
+            kept.append(batches)
+    torch.cuda.synchronize()
+    for step, batches in enumerate(kept):
+        assert all(bool((x == -1 - step).all()) for x, _ in batches)
