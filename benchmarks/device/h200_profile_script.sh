@@ -4,8 +4,10 @@
 # git-ignored, never committed). Stages (STAGES, default all):
 #   plain    the script alone (its own step_avg lines), ITERATIONS=$STEPS
 #   profile  golfprof profile --steps $STEPS at world 1, then golfprof analyze of the run (GPU trace)
+#   replica  golfprof train --preset full --steps $STEPS (golfprof's own replica, default attention: cuDNN here),
+#            then golfprof diff of it against the profiled script (kernel family by family)
 #   simulate golfprof profile --simulate-world 8 --simulate-rank 0 --steps $STEPS (predicted ms/step)
-# Outputs in $OUT: <stage>.log, profile_summary.json, profile_analyze.txt, simulate_summary.json, simulate_predicted.json
+# Outputs in $OUT: <stage>.log, profile_summary.json, profile_analyze.txt, replica_summary.json, diff.txt, simulate_summary.json, simulate_predicted.json
 set -u
 REPO=$PWD
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/dev/null 2>&1
@@ -24,7 +26,7 @@ cd /tmp  # not the repo root: its golfprof/ folder would shadow /tmp/gp
 GP="python3 -m golfprof.cli"
 SCRIPT=$REPO/benchmarks/device/record_scripts/banking/train_gpt.py
 STEPS=${STEPS:-24}
-STAGES=${STAGES:-plain profile simulate}
+STAGES=${STAGES:-plain profile replica simulate}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
 $GP data synth --out /tmp/data_banking --vocab 1024 --tokenizer --val-tokens 131072 > /dev/null
@@ -46,6 +48,14 @@ if [[ " $STAGES " == *" profile "* ]]; then
   R=$(ls -d /tmp/runs/*world1* | head -1)
   cp "$R/summary.json" "$OUT/profile_summary.json"
   timeout 120 $GP analyze "$R" > "$OUT/profile_analyze.txt" 2>&1; echo "analyze rc=$?"; head -40 "$OUT/profile_analyze.txt"
+fi
+if [[ " $STAGES " == *" replica "* ]]; then
+  timeout 200 $GP train --preset full --steps $STEPS --runs-dir /tmp/runs_replica --data-dir /tmp/gdata --quiet \
+    > "$OUT/replica.log" 2>&1
+  echo "replica rc=$?"; tail -12 "$OUT/replica.log"
+  A=$(ls -d /tmp/runs_replica/* | head -1) B=$(ls -d /tmp/runs/*world1* | head -1)
+  cp "$A/summary.json" "$OUT/replica_summary.json"
+  timeout 90 $GP diff "$A" "$B" > "$OUT/diff.txt" 2>&1; echo "diff rc=$?"; head -60 "$OUT/diff.txt"
 fi
 if [[ " $STAGES " == *" simulate "* ]]; then
   timeout 230 $GP profile --runs-dir /tmp/runs --name sim8 --steps $STEPS --attention-shim $SHIM "${GPENV[@]}" \
