@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
@@ -15,11 +16,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from golfprof.errors import Interrupted
+from golfprof.errors import Interrupted, Terminated
 from golfprof.model.config import ConfigError
 from golfprof.model.train import DistInfo
 from golfprof.profiler.rundir import RunDir
 
+from . import watchdog
 from .ownership import LAUNCHER_PID, die_with_parent, kill_tree, launch_folder, owned
 from .run import RunSpec, execute
 
@@ -64,7 +66,10 @@ def run_joined(spec: RunSpec, info: DistInfo) -> dict:
     if info.distributed and not dist.is_initialized():
         if info.backend == "nccl":
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(info.backend)
+        watchdog.stage("joining the process group")
+        # a peer that never answers ends the collective; a watching launcher ends the job first (stall_timeout)
+        dist.init_process_group(info.backend, timeout=collective_timeout(spec))
+    watchdog.stage("setting up")
     ok = False
     try:
         result = execute(spec, info)
@@ -72,6 +77,12 @@ def run_joined(spec: RunSpec, info: DistInfo) -> dict:
         return result
     finally:
         shutdown_process_group(ok)
+
+
+def collective_timeout(spec: RunSpec) -> dt.timedelta:
+    """How long a collective waits for its peers: a minute past the launcher's stall timeout, so that under
+    golfprof's own launch the watch names the stuck rank, and under the user's torchrun or srun no job hangs."""
+    return dt.timedelta(seconds=spec.stall_timeout + 60)
 
 
 def shutdown_process_group(ok: bool = True) -> None:
@@ -90,47 +101,82 @@ def shutdown_process_group(ok: bool = True) -> None:
     dist.destroy_process_group()
 
 
-def spawn(spec: RunSpec, nproc: int) -> tuple[int, str | None]:
-    """Run the spec in fresh process(es): torchrun for several ranks, a plain worker for one.
+def spawn(spec: RunSpec, nproc: int, entry: str = "golfprof.ablations.worker",
+          name: str | None = None) -> tuple[int, str | None]:
+    """Run the spec in fresh process(es): torchrun for several ranks, a plain worker for one. ``entry``: the
+    ranks' module (`golfprof profile` passes its own, with a ScriptSpec), ``name``: the run's name in messages.
 
-    A dying rank ends the job; returns the exit code and that rank's one-line error.
+    A dying rank ends the job, and so does a rank that makes no progress for ``spec.stall_timeout`` seconds
+    (watched through the ranks' heartbeats); returns the exit code and the one-line error. SIGTERM after the run
+    completed is a finished run; before, it names the incomplete folder (exit 143).
     """
-    what = f"{spec.run.variant} run" + (f": {spec.run_dir} is incomplete (no summary.json)" if spec.run_dir else "")
+    what = _what(spec, name)
     with launch_folder() as (tmp, launch_lock), owned(spec.run_dir) as owner:
         keep = tuple(lock.fd for lock in (launch_lock, owner) if lock is not None)
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(json.dumps(dataclasses.asdict(spec)))
-        worker = ["-m", "golfprof.ablations.worker", str(spec_file)]
+        worker = ["-m", entry, str(spec_file)]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         env[LAUNCHER_PID] = str(os.getpid())
-        if nproc == 1:
-            proc = _run_child([sys.executable, *worker], env, keep, what)
-            error = _error_line(proc.stderr)
-            if proc.returncode != 0:
-                _keep_logs(spec.run_dir, stderr=proc.stderr)
-        else:
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                   "--log-dir", str(Path(tmp) / "logs"), "--redirects", "2", *worker]
-            proc = _run_child(cmd, env, keep, what)
-            error = first_rank_error(Path(tmp) / "logs")
-            if proc.returncode != 0:
-                _keep_logs(spec.run_dir, log_dir=Path(tmp) / "logs")
+        env[watchdog.HEARTBEAT_DIR] = str(Path(tmp) / "heartbeat")
+        watch = watchdog.Watch(Path(tmp) / "heartbeat", nproc, spec.stall_timeout)
+        logs = Path(tmp) / "logs"
+        cmd = [sys.executable, *worker] if nproc == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "--log-dir", str(logs), "--redirects", "2", *worker]
+        try:
+            proc, stuck = _run_child(cmd, env, keep, what, watch)
+        except SystemExit as e:
+            signum = int(e.code) - 128
+            if spec.run_dir and RunDir(spec.run_dir).is_complete():
+                _TERMINATED.append(signum)  # a matrix stops after this run; a lone run is simply done
+                return 0, None  # the summary was written: the run is complete, whatever stopped its teardown
+            raise Terminated(f"{signal.Signals(signum).name} stopped the {what}", signum) from None
+        error = _error_line(proc.stderr) if nproc == 1 else first_rank_error(logs)
+        if proc.returncode != 0 or stuck:
+            _keep_logs(spec.run_dir, log_dir=logs if nproc > 1 else None, stderr=proc.stderr)
+        if stuck:
+            return 1, stuck
         if proc.returncode != 0 and error is None:
             error = torchrun_root_cause(proc.stderr) or _last_line(proc.stderr) or f"exit code {proc.returncode}"
-            if proc.returncode < 0:
-                error = f"killed by signal {-proc.returncode} (out of memory?)"
-        return proc.returncode, (error if proc.returncode != 0 else None)
+            if proc.returncode < 0:  # torchrun (or the lone worker) itself, killed from outside
+                who = "torchrun" if nproc > 1 else "the run's process"
+                error = f"{who} was killed by signal {_signal_name(-proc.returncode)}"
+        code = 1 if proc.returncode < 0 else proc.returncode  # a signal is named in the error; the job failed
+        return code, (error if code != 0 else None)
 
 
-def _run_child(cmd: list[str], env: dict[str, str], keep: tuple[int, ...] = (),
-               what: str = "run") -> subprocess.CompletedProcess:
-    """`subprocess.run` that takes its child down with it. SIGTERM (`timeout`, a scheduler, a CI
-    cancel) or SIGHUP kills only golfprof by default, which would orphan torchrun and its ranks, still
-    holding the GPUs; here they stop the child first (torchrun passes the SIGTERM on to its ranks),
-    then golfprof exits with 128 + the signal. Ctrl-C stops the child at once (its ranks follow through
-    their parent-death signal) and raises Interrupted naming ``what``. A ``kill -9`` of golfprof, which
-    no handler sees, reaches the child as its parent-death signal. ``keep``: descriptors the child
-    inherits (the run folder's lock, shared with the job, so the lock lives as long as the job)."""
+_TERMINATED: list[int] = []  # signals that arrived as a spawned run completed: nothing more may start
+
+
+def terminated_by() -> int | None:
+    """The SIGTERM/SIGHUP that arrived while a spawned run was finishing (it completed), if one did."""
+    return _TERMINATED[-1] if _TERMINATED else None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{number} ({signal.Signals(number).name})"
+    except ValueError:
+        return str(number)
+
+
+def _what(spec: RunSpec, name: str | None) -> str:
+    """The run as messages name it: what was stopped, and which folder it leaves incomplete."""
+    return f"{name or spec.run.variant} run" + (f": {spec.run_dir} is incomplete (no summary.json)" if spec.run_dir
+                                                else "")
+
+
+def _run_child(cmd: list[str], env: dict[str, str], keep: tuple[int, ...] = (), what: str = "run",
+               watch: watchdog.Watch | None = None) -> tuple[subprocess.CompletedProcess, str | None]:
+    """`subprocess.run` that takes its child down with it, and ends it when ``watch`` finds a stuck rank
+    (returned as the second value, the child killed). SIGTERM (`timeout`, a scheduler, a CI cancel) or SIGHUP
+    kills only golfprof by default, which would orphan torchrun and its ranks, still holding the GPUs; here
+    they stop the child first (torchrun passes the SIGTERM on to its ranks), then raise SystemExit(128 + the
+    signal). Ctrl-C stops the child at once (its ranks follow through their parent-death signal) and raises
+    Interrupted naming ``what``. A ``kill -9`` of golfprof, which no handler sees, reaches the child as its
+    parent-death signal. ``keep``: descriptors the child inherits (the run folder's lock, shared with the job,
+    so the lock lives as long as the job)."""
     parent = os.getpid()
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, pass_fds=keep,
                             preexec_fn=lambda: die_with_parent(signal.SIGTERM, parent))
@@ -141,26 +187,45 @@ def _run_child(cmd: list[str], env: dict[str, str], keep: tuple[int, ...] = (),
 
     previous = {s: signal.signal(s, on_term) for s in (signal.SIGTERM, signal.SIGHUP)} if main else {}
     try:
-        _, err = proc.communicate()
+        err, stuck = _wait(proc, watch)
+        if stuck is not None:
+            kill_tree(proc.pid)  # SIGKILL reaches a stopped rank too
+            _, err = proc.communicate()
     except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):  # answer at once: torchrun and its ranks, nothing to save
-            kill_tree(proc.pid)
-        else:
-            proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc, e)
         if isinstance(e, KeyboardInterrupt):
             raise Interrupted(f"Ctrl-C stopped the {what}") from None
-        if isinstance(e, SystemExit):
-            print(f"golfprof: terminated by signal {e.code - 128}; stopped the run's processes first", file=sys.stderr)
-        raise
+        raise  # SystemExit(128 + signal): the caller words it, naming the run folder
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return subprocess.CompletedProcess(cmd, proc.returncode, None, err)
+    return subprocess.CompletedProcess(cmd, proc.returncode, None, err or ""), stuck
+
+
+def _wait(proc: subprocess.Popen, watch: watchdog.Watch | None) -> tuple[str | None, str | None]:
+    """The child's stderr once it exits, or (None, the watch's message) as soon as a rank has stalled.
+    (communicate() may be retried after its timeout without losing output.)"""
+    while True:
+        try:
+            return proc.communicate(timeout=watchdog.POLL_EVERY_S)[1], None
+        except subprocess.TimeoutExpired:
+            stuck = watch.stuck() if watch is not None else None
+            if stuck is not None:
+                return None, stuck
+
+
+def _stop(proc: subprocess.Popen, why: BaseException) -> None:
+    """The child stopped because golfprof is: Ctrl-C at once (torchrun and its ranks, nothing to save), else
+    SIGTERM, then SIGKILL after 30 s."""
+    if isinstance(why, KeyboardInterrupt):
+        kill_tree(proc.pid)
+    else:
+        proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _keep_logs(run_dir: str | None, log_dir: Path | None = None, stderr: str | None = None) -> None:

@@ -6,13 +6,13 @@ table, step metrics and trace. The summary is written last, so its presence mean
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import math
 import resource
 import statistics
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,12 +25,11 @@ from golfprof.errors import Interrupted
 from golfprof.model.config import ConfigError, RunConfig
 from golfprof.model.data import build_byte_luts, load_validation, target_byte_count
 from golfprof.model.flops import flops_per_token, ortho_flops_per_rank
-from golfprof.model.prefetch import close_loader, make_loader
+from golfprof.model.prefetch import make_loader
 from golfprof.model.synthetic import write_synthetic_dataset
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler import gpustate, phases
 from golfprof.profiler.ceiling import ceiling
-from golfprof.profiler.gcwatch import GcWatch, freeze_after_warmup
 from golfprof.profiler.kineto import make_profiler
 from golfprof.profiler.phases import NULL_CLOCK, Marker, PhaseClock
 from golfprof.profiler.record import Efficiency, RankRecord, RunRecord, Source
@@ -38,6 +37,7 @@ from golfprof.profiler.rundir import RunDir, environment
 from golfprof.profiler.window import Window, timed_steps
 from golfprof.traces.typical import run_window_check
 
+from .instruments import Instruments, closed
 from .ownership import hold_shared
 from .spec import RunSpec
 
@@ -78,7 +78,8 @@ def warmup_and_window(spec: RunSpec, run: RunConfig, device: torch.device) -> tu
     """The warm-up and profiler window a run uses, refused when they do not fit its steps. The launcher calls
     it too, so a bad --warmup-steps or --profile-steps is an error before any rank or run folder exists."""
     steps = run.train.steps
-    warmup = spec.warmup_steps if spec.warmup_steps is not None else default_warmup(run, device)
+    # the default never outgrows a short run (--steps 1 times its one step); a given warm-up must fit
+    warmup = spec.warmup_steps if spec.warmup_steps is not None else min(default_warmup(run, device), steps - 1)
     if not 0 <= warmup < steps:
         raise ConfigError(f"--warmup-steps {warmup} must be below --steps {steps}")
     return warmup, profile_window(spec, warmup, steps)
@@ -157,39 +158,6 @@ def rank_record(steps: pd.DataFrame, phase_rows: pd.DataFrame, timed: set[int]) 
                       final_loss=float(steps.loss.iloc[-1]) if len(steps) else None, timed_steps=len(timed))
 
 
-class Progress:
-    """A rich progress bar with live ms/step and loss on rank 0; nothing elsewhere or when quiet.
-
-    ms/step is the running median of the steps so far: the last step's time swings with every neighbour's
-    burst on a loaded machine (5456 ms against a median of 188), and the median is what the summary reports.
-    """
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = None
-        self.times: list[float] = []  # kept sorted, for the running median
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
-
-            self.bar = RichProgress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-            self.task = self.bar.add_task("train", total=total, info="")
-            self.bar.start()
-
-    def label(self, loss: float, ms: float) -> str:
-        """Record one step; the bar's text: the loss and the median ms/step so far."""
-        bisect.insort(self.times, ms)
-        return f"loss {loss:.4f}  {statistics.median(self.times):.1f} ms/step (median)"
-
-    def update(self, step: int, loss: float, ms: float) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step + 1, info=self.label(loss, ms))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _evaluate(trainer: Trainer, spec: RunSpec, val_pattern: str | None) -> dict[str, float]:
     if not spec.evaluate or not val_pattern:
         return {}
@@ -211,11 +179,31 @@ def execute(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float]
     return record.to_dict() | {"run_dir": str(rd.path)}
 
 
-def train_rank(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float], None] | None = None,
-               on_trainer: Callable[[Trainer], None] | None = None) -> tuple[RunDir, RunRecord]:
-    """Train, profile and record one run on this rank; returns its folder and the run record (rank 0's view).
+@dataclass
+class Opened:
+    """A run this rank has started: its config, device, warm-up and window, data, folder (held) and environment."""
 
-    ``on_trainer`` sees the trainer before its first step (a simulated world registers its DDP hook there)."""
+    spec: RunSpec
+    info: DistInfo
+    run: RunConfig
+    device: torch.device
+    warmup: int
+    window: Window | None
+    train_pattern: str
+    val_pattern: str | None
+    rd: RunDir
+    held: Any  # this rank's share of "a live run owns this folder"
+    env: dict[str, Any]
+
+    @property
+    def steps(self) -> int:
+        return self.run.train.steps
+
+
+def open_run(spec: RunSpec, info: DistInfo) -> Opened:
+    """Everything before the trainer: the config checked for this world, the device, the warm-up and profiler
+    window, the data, the run folder (rank 0 creates it, every rank holds its lock) and, on rank 0, config.json
+    and env.json."""
     run = spec.run
     run.validate(info.world_size)
     faults.configure(spec.extra.get("faults"))
@@ -223,100 +211,99 @@ def train_rank(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, flo
     if device.type == "cuda":
         torch.cuda.set_device(device)
     enable_tf32()
-    steps = run.train.steps
     warmup, window = warmup_and_window(spec, run, device)
+    train_pattern, val_pattern = ensure_data(spec, run, info.rank)  # first: an unwritable --data-dir leaves no run
     run_dir = shared_run_dir(spec, run, info)
     spec.run_dir = str(run_dir)  # recorded in config.json, and named by an interrupted caller
     rd = RunDir(run_dir)
-    held = hold_shared(rd.lock)  # this rank's share of "a live run owns this folder"; released on return or exit
+    held = hold_shared(rd.lock)  # released on return or exit
     env = environment(info.world_size, info.backend)
     if info.rank == 0:
         rd.write_config(run.to_dict(), launch=dataclasses.asdict(spec), warmup_steps=warmup,
                         profile_window=dataclasses.asdict(window) if window else None)
         rd.write_env(env)
-    train_pattern, val_pattern = ensure_data(spec, run, info.rank)
+    return Opened(spec, info, run, device, warmup, window, train_pattern, val_pattern, rd, held, env)
 
-    clock = PhaseClock(device) if spec.timers else NULL_CLOCK
-    trainer = Trainer(run, device, info, Marker(clock, marks=spec.marks))
+
+def profiler_for(o: Opened) -> Any | None:
+    """The torch.profiler window (not started yet), tagged with the run's identity; None when not profiled."""
+    if o.window is None:
+        return None
+    meta = {"variant": o.run.variant, "rank": o.info.rank, "world_size": o.info.world_size,
+            "config": o.run.to_dict(), "window": dataclasses.asdict(o.window), **run_identity(o.env)}
+    return make_profiler(o.window, o.rd.path, o.info.rank, meta, cuda=o.device.type == "cuda",
+                         shapes=o.spec.record_shapes, stacks=o.spec.with_stack, memory=o.spec.profile_memory)
+
+
+def train_loop(trainer: Trainer, loader: Any, device: torch.device, steps: int, warmup: int,
+               inst: Instruments) -> None:
+    """The training loop: each step trained, the device waited for, timed and its loss checked; the instruments
+    (timers, GC watch, samplers, profiler, progress bar) record it from outside."""
+    for step in range(steps):
+        if step == warmup:
+            inst.warmed_up()  # compiled now: keep full collections out of the timed steps
+        t0 = time.perf_counter()
+        loss_t = trainer.step(step, loader)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        ms = (time.perf_counter() - t0) * 1e3
+        loss = float(loss_t)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss} at step {step}")
+        inst.record(step, loss, ms, trainer.hyper(step))
+
+
+def train_rank(spec: RunSpec, info: DistInfo, on_step: Callable[[int, float, float], None] | None = None,
+               on_trainer: Callable[[Trainer], None] | None = None) -> tuple[RunDir, RunRecord]:
+    """Train, profile and record one run on this rank; returns its folder and the run record (rank 0's view).
+
+    ``on_trainer`` sees the trainer before its first step (a simulated world registers its DDP hook there)."""
+    o = open_run(spec, info)
+    clock = PhaseClock(o.device) if spec.timers else NULL_CLOCK
+    trainer = Trainer(o.run, o.device, info, Marker(clock, marks=spec.marks))
     if on_trainer is not None:
         on_trainer(trainer)
-    loader = make_loader(run.toggles.loader, train_pattern, run.train.seq_len, run.train.micro_batch_seqs,
-                         trainer.grad_accum, info.world_size, info.rank, device, vocab_size=run.model.vocab_size)
-    prof = None
-    if window is not None:
-        meta = {"variant": run.variant, "rank": info.rank, "world_size": info.world_size,
-                "config": run.to_dict(), "window": dataclasses.asdict(window), **run_identity(env)}
-        prof = make_profiler(window, run_dir, info.rank, meta, cuda=device.type == "cuda",
-                             shapes=spec.record_shapes, stacks=spec.with_stack, memory=spec.profile_memory)
-        prof.start()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-    progress = Progress(steps, enabled=info.rank == 0 and not spec.quiet)
-    step_rows: list[dict[str, Any]] = []
-    phase_rows: list[dict[str, Any]] = []
-    t_start = time.perf_counter()
-    gc_watch = GcWatch()
-    gpu = gpustate.GpuSampler(device)  # one NVML reading per step; nothing without NVML
+    tc = o.run.train
+    loader = make_loader(o.run.toggles.loader, o.train_pattern, tc.seq_len, tc.micro_batch_seqs, trainer.grad_accum,
+                         info.world_size, info.rank, o.device, vocab_size=o.run.model.vocab_size)
+    inst = Instruments(o.device, info.rank, o.steps, clock, profiler_for(o),
+                       show_progress=info.rank == 0 and not spec.quiet, on_step=on_step,
+                       samplers=[gpustate.GpuSampler(o.device)])  # one NVML reading per step; nothing without NVML
     try:
-        gc_watch.__enter__()
-        for step in range(steps):
-            if step == warmup:
-                freeze_after_warmup()  # compiled now: keep full collections out of the timed steps
-                gc_watch.take()
-            t0 = time.perf_counter()
-            loss_t = trainer.step(step, loader)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            ms = (time.perf_counter() - t0) * 1e3
-            for name, pms in clock.collect():
-                phase_rows.append({"step": step, "rank": info.rank, "phase": name, "ms": pms})
-            loss = float(loss_t)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at step {step}")
-            h = trainer.hyper(step)
-            step_rows.append({"step": step, "rank": info.rank, "loss": loss, "ms": ms,
-                              "lr_mult": h.lr_mult, "momentum": h.momentum, **gc_watch.take(), **gpu.sample()})
-            if prof is not None:
-                prof.step()
-            progress.update(step, loss, ms)
-            if on_step is not None:
-                on_step(step, loss, ms)
+        with inst, closed(loader):
+            train_loop(trainer, loader, o.device, o.steps, o.warmup, inst)
     except KeyboardInterrupt:
-        raise Interrupted(f"Ctrl-C stopped the {run.variant} run after {len(step_rows)} of {steps} steps: "
-                          f"{run_dir} is incomplete (no summary.json)") from None
-    finally:
-        close_loader(loader)
-        gc_watch.__exit__()
-        progress.close()
-        if prof is not None:
-            prof.stop()
-    wall_s = time.perf_counter() - t_start
+        raise Interrupted(f"Ctrl-C stopped the {o.run.variant} run after {len(inst.step_rows)} of {o.steps} steps: "
+                          f"{o.rd.path} is incomplete (no summary.json)") from None
+    return o.rd, finish_run(o, trainer, inst)
 
-    steps_df = pd.DataFrame(step_rows)
-    phases_df = pd.DataFrame(phase_rows, columns=["step", "rank", "phase", "ms"])
-    rd.write_steps(info.rank, steps_df)
-    rd.write_phases(info.rank, phases_df)
-    evaluation = _evaluate(trainer, spec, val_pattern)
 
-    timed = timed_steps(steps, warmup, window)
+def finish_run(o: Opened, trainer: Trainer, inst: Instruments) -> RunRecord:
+    """After the last step: this rank's tables, the validation pass, every rank's figures gathered and, on rank 0,
+    summary.json written last."""
+    info = o.info
+    steps_df, phases_df = inst.frames()
+    o.rd.write_steps(info.rank, steps_df)
+    o.rd.write_phases(info.rank, phases_df)
+    evaluation = _evaluate(trainer, o.spec, o.val_pattern)
+    timed = timed_steps(o.steps, o.warmup, o.window)
     mine = dataclasses.replace(rank_record(steps_df, phases_df, timed), rank=info.rank,
-                               peak_memory_mb=peak_memory_mb(device), wall_s=wall_s,
+                               peak_memory_mb=peak_memory_mb(o.device), wall_s=inst.wall_s,
                                ortho_kernel=trainer.schedule.ortho_kernel, attention=trainer.attention_used,
                                gpu_state=gpustate.summarize(steps_df, timed),
-                               window_check=run_window_check(steps_df, phases_df, warmup, window))
+                               window_check=run_window_check(steps_df, phases_df, o.warmup, o.window))
     gathered = [mine]
     if dist.is_initialized():
         gathered = [None] * info.world_size
         dist.all_gather_object(gathered, mine)
-    peak = ceiling(device) if info.rank == 0 else None
-    record = build_record(run, env, gathered, evaluation, warmup, spec, peak)
+    peak = ceiling(o.device) if info.rank == 0 else None
+    record = build_record(o.run, o.env, gathered, evaluation, o.warmup, o.spec, peak)
     record.gpu_state = gpustate.merge_ranks([r.gpu_state for r in gathered])
     record.window_check = gathered[0].window_check  # the headline rank's; every rank's is in ranks
     if info.rank == 0:
-        rd.write_record(record)
-    held.close()
-    return rd, record
+        o.rd.write_record(record)
+    o.held.close()
+    return record
 
 
 def efficiency(run: RunConfig, world_size: int, ms: float | None, optimizer_ms: float | None,

@@ -50,18 +50,25 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 COMM_TOGGLES = ("comm", "rs_order", "replicated", "clip_scope")
 
 
-def same_code_with_one_process(toggles: dict[str, Toggles]) -> list[tuple[str, str]]:
+def same_code_with_one_process(toggles: dict[str, Toggles],
+                               settings: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """(variant, twin) pairs that differ only in COMM_TOGGLES, so one process runs identical code:
-    a one-GPU `ddp_banks` vs `explicit_banks` is an A/A comparison, and users should be told."""
-    first: dict[Toggles, str] = {}
+    a one-GPU `ddp_banks` vs `explicit_banks` is an A/A comparison, and users should be told. ``settings``: each
+    name's other settings (model, training); names whose settings differ (a tokens-per-step sweep) are no twins."""
+    first: dict[Any, str] = {}
     pairs = []
     for name, t in toggles.items():
-        key = replace(t, **{f: getattr(Toggles(), f) for f in COMM_TOGGLES})
+        key = (replace(t, **{f: getattr(Toggles(), f) for f in COMM_TOGGLES}), (settings or {}).get(name))
         if key in first:
             pairs.append((name, first[key]))
         else:
             first[key] = name
     return pairs
+
+
+def comm_differences(a: Toggles, b: Toggles) -> list[str]:
+    """The COMM_TOGGLES two twins differ in (none: the same variant settings twice)."""
+    return [f for f in COMM_TOGGLES if getattr(a, f) != getattr(b, f)]
 
 
 def variant_names() -> list[str]:

@@ -25,6 +25,7 @@ import shlex
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
@@ -127,20 +128,38 @@ def _kernels(fn: Callable[[], Any], device: torch.device) -> list[str]:
     return sorted(f"{attention_backend(n)}: {n}" for n in kernel_names(fn) if attention_backend(n))
 
 
-def bench_attention(preset: str = "full", device: torch.device | str | None = None, reps: int = 20,
-                    warmup: int = 5, rows: tuple[str, ...] = ROWS, command: str | None = None,
-                    seed: int = 0) -> dict[str, Any]:
-    """Time and check every backend in `rows` at the preset's attention shape; the result JSON as a dict."""
+@dataclass
+class _Case:
+    """One attention call's inputs at a preset's shapes, and the fp32 math reference on its first sequences."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    dy: torch.Tensor
+    n: int  # sequences checked against the reference
+    ref: torch.Tensor
+    ref_grads: tuple[torch.Tensor, ...]
+
+    def fns(self, name: str) -> tuple[Callable[[], Any], Callable[[], None]]:
+        """(forward, forward+backward) of the full-size call through backend ``name``."""
+        from golfprof.model import attention as A
+
+        def fwd() -> torch.Tensor:
+            return A.causal_attention(self.q, self.k, self.v, name)
+
+        def fwd_bwd() -> None:
+            self.q.grad = self.k.grad = self.v.grad = None
+            fwd().backward(self.dy)
+
+        return fwd, fwd_bwd
+
+
+def _case(shp: dict[str, int], device: torch.device, dtype: torch.dtype, seed: int) -> _Case:
     import torch
 
     from golfprof.model import attention as A
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    cuda = device.type == "cuda"
-    shp = shapes(preset)
     B, T, H, Hkv, D = shp["batch"], shp["seq_len"], shp["heads"], shp["kv_heads"], shp["head_dim"]
-    dtype = torch.bfloat16 if cuda else torch.float32  # the CPU has no fast bf16 attention; a smoke run
-    fl = flops_per_call(preset)
     g = torch.Generator(device=device).manual_seed(seed)
 
     def leaf(h: int) -> torch.Tensor:
@@ -152,53 +171,77 @@ def bench_attention(preset: str = "full", device: torch.device | str | None = No
     ref_in = [t[:n].detach().float().requires_grad_() for t in (q, k, v)]
     ref = A.causal_attention(*ref_in, "math")
     ref_grads = torch.autograd.grad(ref, ref_in, dy[:n].float())
-    ref = ref.detach()
+    return _Case(q, k, v, dy, n, ref.detach(), ref_grads)
+
+
+def _skip_reason(name: str, device: torch.device) -> str | None:
+    """Why backend ``name`` cannot run here, None when it can."""
+    from golfprof.model import attention as A
+
+    if name == "fa3" and not A.fa3_installed():
+        return f"{A.FA3_MODULE} is not importable"
+    if name in A.CUDA_ONLY + ("efficient",) and device.type != "cuda":
+        return f"the device is {device.type}"
+    return None
+
+
+def _check_row(name: str, c: _Case, device: torch.device, T: int) -> dict[str, Any]:
+    """Backend ``name``'s errors against the reference and the kernels it ran; ``skipped`` when it refuses the
+    shapes (raised on the first full-size call: flex compiles there)."""
+    import torch
+
+    from golfprof.model import attention as A
+
+    if name == "flex":
+        A.prepare("flex", T, device)
+    _, fwd_bwd = c.fns(name)
+    try:
+        qs, ks, vs = (t[:c.n].detach().requires_grad_() for t in (c.q, c.k, c.v))
+        y = A.causal_attention(qs, ks, vs, name)
+        grads = torch.autograd.grad(y, (qs, ks, vs), c.dy[:c.n])
+        fwd_bwd()
+    except (RuntimeError, NotImplementedError, ValueError) as e:
+        return {"skipped": (str(e).strip().splitlines() or [type(e).__name__])[0][:200]}
+    errs = {"out": _rel(y, c.ref), **{f"d{x}": _rel(gr, rg) for x, gr, rg in zip("qkv", grads, c.ref_grads)}}
+    kernels = _kernels(fwd_bwd, device)
+    return {"rel_err_vs_fp32_math": errs,
+            "agrees": errs["out"] < BF16_OUT_TOL and max(errs[x] for x in ("dq", "dk", "dv")) < BF16_GRAD_TOL,
+            "kernels": kernels, "kernels_of": sorted({k.split(":")[0] for k in kernels})}  # sdpa: what PyTorch picked
+
+
+def _timings(tf: dict[str, float], tfb: dict[str, float], fl: dict[str, int], calls_per_step: int) -> dict[str, Any]:
+    """A row's forward and forward+backward medians, the backward by difference, and TFLOP/s."""
+    ms_f, ms_fb = tf["median_ms"], tfb["median_ms"]
+    return {"ms_fwd": ms_f, "ms_fwd_bwd": ms_fb, "ms_bwd": ms_fb - ms_f,
+            "tflops_fwd": fl["forward"] / (ms_f / 1e3) / 1e12,
+            "tflops_fwd_bwd": fl["forward_backward"] / (ms_fb / 1e3) / 1e12,
+            "ms_per_step_one_gpu": ms_fb * calls_per_step, "timing_fwd": tf, "timing_fwd_bwd": tfb}
+
+
+def bench_attention(preset: str = "full", device: torch.device | str | None = None, reps: int = 20,
+                    warmup: int = 5, rows: tuple[str, ...] = ROWS, command: str | None = None,
+                    seed: int = 0) -> dict[str, Any]:
+    """Time and check every backend in `rows` at the preset's attention shape; the result JSON as a dict."""
+    import torch
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = device.type == "cuda"
+    shp = shapes(preset)
+    dtype = torch.bfloat16 if cuda else torch.float32  # the CPU has no fast bf16 attention; a smoke run
+    fl = flops_per_call(preset)
+    c = _case(shp, device, dtype, seed)
     out_rows: list[dict[str, Any]] = []
-    timed: dict[str, tuple[dict[str, Any], Callable[[], Any], Callable[[], None]]] = {}
     for name in rows:
-        row: dict[str, Any] = {"backend": name}
-        out_rows.append(row)
-        if name == "fa3" and not A.fa3_installed():
-            row["skipped"] = f"{A.FA3_MODULE} is not importable"
-            continue
-        if name in A.CUDA_ONLY + ("efficient",) and not cuda:
-            row["skipped"] = f"the device is {device.type}"
-            continue
-        if name == "flex":
-            A.prepare("flex", T, device)
-
-        def fwd(name: str = name) -> torch.Tensor:
-            return A.causal_attention(q, k, v, name)
-
-        def fwd_bwd(name: str = name) -> None:
-            q.grad = k.grad = v.grad = None
-            fwd(name).backward(dy)
-
-        try:
-            qs, ks, vs = (t[:n].detach().requires_grad_() for t in (q, k, v))
-            y = A.causal_attention(qs, ks, vs, name)
-            grads = torch.autograd.grad(y, (qs, ks, vs), dy[:n])
-            fwd_bwd()  # the first full-size call (flex compiles here): a kernel that refuses these shapes says so now
-        except (RuntimeError, NotImplementedError, ValueError) as e:
-            row["skipped"] = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            continue
-        errs = {"out": _rel(y, ref), **{f"d{c}": _rel(gr, rg) for c, gr, rg in zip("qkv", grads, ref_grads)}}
-        row.update(rel_err_vs_fp32_math=errs,
-                   agrees=errs["out"] < BF16_OUT_TOL and max(errs[c] for c in ("dq", "dk", "dv")) < BF16_GRAD_TOL,
-                   kernels=_kernels(fwd_bwd, device))
-        row["kernels_of"] = sorted({k.split(":")[0] for k in row["kernels"]})  # sdpa's row: what PyTorch picked
-        timed[name] = row, fwd, fwd_bwd
-    fns = {f"{n}/{part}": fn for n, (_, f, fb) in timed.items() for part, fn in (("fwd", f), ("fwd_bwd", fb))}
+        why = _skip_reason(name, device)
+        out_rows.append({"backend": name} | ({"skipped": why} if why else _check_row(name, c, device, shp["seq_len"])))
+    timed = [r["backend"] for r in out_rows if "skipped" not in r]
+    fns = {f"{n}/{part}": fn for n in timed for part, fn in zip(("fwd", "fwd_bwd"), c.fns(n))}
     medians = interleaved_medians(fns, device, reps, warmup)
-    for name, (row, _, _) in timed.items():
-        tf, tfb = medians[f"{name}/fwd"], medians[f"{name}/fwd_bwd"]
-        ms_f, ms_fb = tf["median_ms"], tfb["median_ms"]
-        row.update(ms_fwd=ms_f, ms_fwd_bwd=ms_fb, ms_bwd=ms_fb - ms_f,
-                   tflops_fwd=fl["forward"] / (ms_f / 1e3) / 1e12,
-                   tflops_fwd_bwd=fl["forward_backward"] / (ms_fb / 1e3) / 1e12,
-                   ms_per_step_one_gpu=ms_fb * shp["calls_per_step_one_gpu"], timing_fwd=tf, timing_fwd_bwd=tfb)
+    for row in out_rows:
+        if row["backend"] in timed:
+            row.update(_timings(medians[f"{row['backend']}/fwd"], medians[f"{row['backend']}/fwd_bwd"], fl,
+                                shp["calls_per_step_one_gpu"]))
     agreeing = [r for r in out_rows if r.get("agrees")]
-    fastest = min(agreeing, key=lambda r: r["ms_fwd_bwd"])["backend"] if agreeing else None
     return {
         "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
         "torch": torch.__version__,
@@ -211,9 +254,9 @@ def bench_attention(preset: str = "full", device: torch.device | str | None = No
         "shapes": shp,
         "flops_per_call": fl,
         "flops_source": "golfprof.model.flops.attention_flops_per_token (causal: half the scores), per layer call",
-        "check": {"reference": "math backend, fp32, same inputs", "sequences": n,
+        "check": {"reference": "math backend, fp32, same inputs", "sequences": c.n,
                   "out_tol": BF16_OUT_TOL, "grad_tol": BF16_GRAD_TOL, "metric": "relative Frobenius error"},
-        "fastest_agreeing": fastest,
+        "fastest_agreeing": min(agreeing, key=lambda r: r["ms_fwd_bwd"])["backend"] if agreeing else None,
         "rows": out_rows,
     }
 
@@ -243,9 +286,12 @@ def default_path(result: dict[str, Any]) -> Path:
 
 
 def write_result(result: dict[str, Any], path: Path) -> Path:
+    """The result JSON, atomically, kept in the temp folder first (a failing write loses no measurement); a re-run
+    replaces it (the newest measurement is the result), but never a folder, FIFO or device node."""
+    from golfprof.profiler.rundir import write_result as write_kept
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_kept(path, result)
     return path
 
 
@@ -263,28 +309,24 @@ def bench_attention_cmd(
 ) -> None:
     """Causal GQA attention through every backend at the preset's shapes: forward and forward+backward (CUDA
     events, median), TFLOP/s against golfprof's attention FLOPs, each checked against fp32 math; writes JSON."""
-    import torch
-
     from golfprof.model.config import preset as load_preset
+    from golfprof.model.device import resolve_device
 
     load_preset(preset)  # unknown preset: ConfigError
-    if device == "auto":
-        if not torch.cuda.is_available():
-            raise ConfigError("bench attention times GPU kernels and no CUDA device is visible; "
+    resolved = resolve_device(device, gpu_only="bench attention times GPU kernels and no CUDA device is visible; "
                               "--device cpu --preset tiny gives a smoke run (sdpa rows only, host timer)")
-        device = "cuda"
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {device!r}: valid: auto, cpu, cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is visible")
-    if device == "cpu" and preset != "tiny":
+    if resolved.type == "cpu" and preset != "tiny":
         raise ConfigError(f"--preset {preset} on the CPU would run the math backend for hours; use --preset tiny")
     if reps < 1 or warmup < 0:
         raise ConfigError("--reps must be >= 1 and --warmup >= 0")
     chosen = tuple(b.strip() for b in backends.split(",") if b.strip()) if backends is not None else ROWS
     if not chosen or set(chosen) - set(ROWS):
         raise ConfigError(f"--backends {backends!r}: choose from {', '.join(ROWS)}")
-    result = bench_attention(preset, device, reps=reps, warmup=warmup, rows=chosen,
+    if out is not None:
+        from golfprof.profiler.rundir import check_output
+
+        check_output(out, "--out", force=True)  # a re-run replaces it: the newest measurement is the result
+    result = bench_attention(preset, resolved, reps=reps, warmup=warmup, rows=chosen,
                              command=shlex.join(["golfprof", *sys.argv[1:]]))
     path = write_result(result, out or default_path(result))
     print(table(result))

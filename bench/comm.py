@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from golfprof.errors import ConfigError
-from golfprof.profiler.rundir import environment, write_json
+from golfprof.profiler.rundir import environment, write_result
 
 OPS = ("all_reduce", "reduce_scatter", "all_gather", "broadcast")
 MIN_BYTES, MAX_BYTES = 4 << 10, 256 << 20
@@ -128,11 +128,23 @@ def table(result: dict[str, Any], world: int, previous: dict[str, Any] | None = 
     }
 
 
+def previous_table(out: Path) -> dict[str, Any] | None:
+    """The table already at ``out`` (its other world sizes are kept), refused before any measuring when the
+    file there is not one: a failure after the sweep would lose the measurement."""
+    if not out.is_file():
+        return None
+    try:
+        previous = json.loads(out.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        previous = None
+    if not isinstance(previous, dict) or previous.get("format") != "golfprof-comm-table/1":
+        raise ConfigError(f"--out {out}: exists and is not a golfprof comm table; choose another path")
+    return previous
+
+
 def bench_comm(world: int, out: Path, lo: int = MIN_BYTES, hi: int = MAX_BYTES,
                ops: tuple[str, ...] = OPS) -> dict[str, Any]:
-    previous = json.loads(out.read_text()) if out.is_file() else None
-    if previous is not None and previous.get("format") != "golfprof-comm-table/1":
-        raise ConfigError(f"--out {out}: exists and is not a golfprof comm table")
+    previous = previous_table(out)
     doc = table(measure(world, lo, hi, ops), world, previous)
-    write_json(out, doc)
+    write_result(out, doc)  # kept in the temp folder first: a failing write loses no measurement
     return doc

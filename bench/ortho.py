@@ -17,12 +17,12 @@ compares the Triton path with the torch path on the bank and shard shapes.
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -153,6 +153,80 @@ def _rel(out: dict[str, Tensor], ref: dict[str, Tensor]) -> tuple[float, dict[st
     return math.sqrt(num / den), per
 
 
+@dataclass
+class _Bench:
+    """What every row of one bench_ortho run shares: the banks, their float64 references, the ceiling."""
+
+    device: torch.device
+    shapes: dict[str, tuple[int, int, int]]
+    banks: dict[str, Tensor]
+    refs: dict[str, dict[str, Tensor]]  # method -> bank -> float64 torch result
+    steps: int
+    reps: int
+    warmup: int
+    gflop: float
+    ceiling: dict[str, Any] | None  # the bf16 matmul ceiling (CUDA only)
+    cycles_per_ms: float  # torch.cuda._sleep cycles per ms (CUDA only)
+    triton: tuple[bool, str]  # whether the Triton rows run here, and why not
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def floor_ms(self) -> float | None:
+        return self.gflop / self.ceiling["tflops"] if self.ceiling else None
+
+
+def _setup(device: torch.device, shapes: dict[str, tuple[int, int, int]] | None, steps: int, methods: tuple[str, ...],
+           reps: int, warmup: int, seed: int) -> _Bench:
+    """The banks (default the full preset's on a GPU, the tiny preset's on a CPU), references and ceiling."""
+    cuda = device.type == "cuda"
+    shapes = dict(shapes or (FULL_MODEL if cuda else TINY_MODEL).bank_shapes())
+    gen = torch.Generator(device=device).manual_seed(seed)
+    banks = {k: torch.randn(s, device=device, dtype=torch.bfloat16, generator=gen) for k, s in shapes.items()}
+    triton = OT.available()
+    if not cuda:
+        triton = (False, f"{device} is not a CUDA device" if triton[0] else triton[1])
+    return _Bench(device=device, shapes=shapes, banks=banks, steps=steps, reps=reps, warmup=warmup,
+                  refs={m: {k: orthogonalize(x.double(), m, steps, torch.float64) for k, x in banks.items()}
+                        for m in methods},
+                  gflop=sum(flops(s, steps) for s in shapes.values()) / 1e9,
+                  ceiling=matmul_ceiling(device) if cuda else None,
+                  cycles_per_ms=_sleep_cycles_per_ms(device) if cuda else 0.0, triton=triton)
+
+
+def _bench_row(b: _Bench, method: str, kernel: str, layout: str) -> dict[str, Any]:
+    """One method × kernel × layout: its timings (idle-GPU and queued), throughput and error vs float64."""
+    row: dict[str, Any] = {"method": method, "kernel": kernel, "layout": layout,
+                           "calls": len(b.banks) if layout == "banked" else sum(s[0] for s in b.shapes.values()),
+                           "gflop": b.gflop}
+    if kernel.startswith("triton") and not b.triton[0]:
+        return row | {"skipped": b.triton[1]}
+    run, collect = _runner(kernel, method, b.steps, b.banks, layout)
+    t = time_fn(run, b.device, b.reps, b.warmup)
+    err, per = _rel(collect(run()), b.refs[method])  # a warm call: the graph path where it is on
+    row.update(ms=t["median_ms"], ms_min=t["min_ms"], ms_max=t["max_ms"], reps=b.reps)
+    if b.cuda:
+        row["host_ms"] = t["host_ms"]
+        q = time_fn(run, b.device, b.reps, 2, queued=True, sleep_ms=2 * t["host_ms"] + 1.0,
+                    cycles_per_ms=b.cycles_per_ms)
+        row["ms_gpu"] = q["median_ms"]
+    row["tflops"] = b.gflop / row["ms"]
+    if b.ceiling:
+        row.update(pct_ceiling=100 * row["tflops"] / b.ceiling["tflops"], x_floor=row["ms"] / b.floor_ms,
+                   tflops_gpu=b.gflop / row["ms_gpu"], x_floor_gpu=row["ms_gpu"] / b.floor_ms)
+    return row | {"rel_err_vs_fp64": err, "rel_err_per_bank": per}
+
+
+def _triton_version() -> str | None:
+    try:
+        import triton
+    except Exception:  # noqa: BLE001 - any failure to import is "no Triton here"
+        return None
+    return triton.__version__
+
+
 def bench_ortho(device: torch.device | str | None = None, reps: int = 50, warmup: int = 10,
                 shapes: dict[str, tuple[int, int, int]] | None = None, steps: int = 5,
                 methods: tuple[str, ...] = METHODS, kernels: tuple[str, ...] = KERNELS,
@@ -162,69 +236,22 @@ def bench_ortho(device: torch.device | str | None = None, reps: int = 50, warmup
     On a CPU (a smoke run, not a figure): the tiny preset's banks by default, host wall-clock
     timings, and triton rows skipped with the reason `ortho_triton.available()` gives.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    shapes = dict(shapes or (FULL_MODEL if device.type == "cuda" else TINY_MODEL).bank_shapes())
-    gen = torch.Generator(device=device).manual_seed(seed)
-    banks = {k: torch.randn(s, device=device, dtype=torch.bfloat16, generator=gen) for k, s in shapes.items()}
-    gflop = sum(flops(s, steps) for s in shapes.values()) / 1e9
-    cuda = device.type == "cuda"
-    ceiling = matmul_ceiling(device) if cuda else None
-    floor_ms = gflop / ceiling["tflops"] if ceiling else None
-    triton_ok, triton_why = OT.available()
-    if not cuda and triton_ok:
-        triton_ok, triton_why = False, f"{device} is not a CUDA device"
-    elif not cuda:
-        triton_ok = False
-    cycles = _sleep_cycles_per_ms(device) if cuda else 0.0
-    refs = {m: {k: orthogonalize(x.double(), m, steps, torch.float64) for k, x in banks.items()} for m in methods}
-    rows: list[dict[str, Any]] = []
-    for method in methods:
-        for kernel in kernels:
-            for layout in layouts:
-                row: dict[str, Any] = {
-                    "method": method, "kernel": kernel, "layout": layout,
-                    "calls": len(banks) if layout == "banked" else sum(s[0] for s in shapes.values()),
-                    "gflop": gflop}
-                if kernel.startswith("triton") and not triton_ok:
-                    row["skipped"] = triton_why
-                    rows.append(row)
-                    continue
-                run, collect = _runner(kernel, method, steps, banks, layout)
-                t = time_fn(run, device, reps, warmup)
-                err, per = _rel(collect(run()), refs[method])  # a warm call: the graph path where it is on
-                row.update(ms=t["median_ms"], ms_min=t["min_ms"], ms_max=t["max_ms"], reps=reps)
-                if cuda:
-                    row["host_ms"] = t["host_ms"]
-                    q = time_fn(run, device, reps, 2, queued=True, sleep_ms=2 * t["host_ms"] + 1.0,
-                                cycles_per_ms=cycles)
-                    row["ms_gpu"] = q["median_ms"]
-                row["tflops"] = gflop / row["ms"]
-                if ceiling:
-                    row["pct_ceiling"] = 100 * row["tflops"] / ceiling["tflops"]
-                    row["x_floor"] = row["ms"] / floor_ms
-                    row["tflops_gpu"] = gflop / row["ms_gpu"]
-                    row["x_floor_gpu"] = row["ms_gpu"] / floor_ms
-                row["rel_err_vs_fp64"] = err
-                row["rel_err_per_bank"] = per
-                rows.append(row)
-    try:
-        import triton
-        triton_version = triton.__version__
-    except Exception:  # noqa: BLE001
-        triton_version = None
+    b = _setup(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")), shapes, steps, methods,
+               reps, warmup, seed)
+    rows = [_bench_row(b, method, kernel, layout) for method in methods for kernel in kernels for layout in layouts]
     return {
-        "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(b.device) if b.cuda else platform.processor() or "cpu",
         "torch": torch.__version__,
-        "triton": triton_version,
-        "triton_available": [triton_ok, triton_why],
+        "triton": _triton_version(),
+        "triton_available": list(b.triton),
         "command": command or " ".join(sys.argv),
-        "timer": "cuda events" if cuda else "perf_counter (CPU smoke run)",
+        "timer": "cuda events" if b.cuda else "perf_counter (CPU smoke run)",
         "reps": reps, "warmup": warmup, "steps": steps,
-        "shapes": {k: list(s) for k, s in shapes.items()},
-        "ceiling": ceiling,
+        "shapes": {k: list(s) for k, s in b.shapes.items()},
+        "ceiling": b.ceiling,
         "graph_errors": sorted({p.error for p in OT._PLANS.values() if p.error}),
         "tuned_configs": {"|".join(map(str, k)): list(v) for k, v in OT.TUNED.items()},
-        "floor_ms": floor_ms,
+        "floor_ms": b.floor_ms,
         "rows": rows,
     }
 
@@ -247,9 +274,12 @@ def table(result: dict[str, Any]) -> str:
 
 
 def write_result(result: dict[str, Any], path: Path) -> Path:
+    """The result JSON, atomically, kept in the temp folder first (a failing write loses no measurement); a re-run
+    replaces it (the newest measurement is the result), but never a folder, FIFO or device node."""
+    from golfprof.profiler.rundir import write_result as write_kept
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_kept(path, result)
     return path
 
 
@@ -363,35 +393,11 @@ def check_shapes(shapes: list[tuple[int, ...]] | None = None) -> list[dict[str, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
+    """`python -m golfprof.bench.ortho bench|sweep|check [OPTIONS]`: the device scripts' entry (typer, in
+    bench/command.py)."""
+    from golfprof.bench.command import ortho_main
 
-    p = argparse.ArgumentParser(prog="python -m golfprof.bench.ortho")
-    p.add_argument("what", choices=("bench", "sweep", "check"))
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--reps", type=int, default=50)
-    p.add_argument("--configs", type=Path, default=None, help="sweep JSON whose winners replace ortho_triton.TUNED")
-    p.add_argument("--kernels", default=",".join(KERNELS), help=f"comma-separated subset of {','.join(KERNELS)}")
-    a = p.parse_args(argv)
-    if a.configs is not None:
-        if a.configs.exists():
-            OT.TUNED.clear()
-            OT.load_tuned(json.loads(a.configs.read_text()))
-            print(f"configs from {a.configs}: {len(OT.TUNED)} entries", flush=True)
-        else:
-            print(f"{a.configs} missing: built-in configs", flush=True)
-    kernels = tuple(k for k in a.kernels.split(",") if k)
-    if not kernels or set(kernels) - set(KERNELS):
-        p.error(f"--kernels: choose from {','.join(KERNELS)}")
-    if a.what == "bench":
-        res: Any = bench_ortho(reps=a.reps, kernels=kernels,
-                               command="python -m golfprof.bench.ortho " + " ".join(argv or sys.argv[1:]))
-        print(table(res))
-    elif a.what == "sweep":
-        res = sweep_configs(path=a.out)
-    else:
-        res = check_shapes()
-    if a.out:
-        write_result(res, a.out)
+    ortho_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Runs -> the frames the comparison and trend charts draw (pure: no files, no figures).
 
-Estimates and intervals come from ``golfprof.results.stats`` over each run's per-step samples,
-exactly as ``comparison.json`` computes them, and the trend's regression flag is the gate of
-``golfprof regress``, so the dashboard never disagrees with the command line.
+The comparison's rows are ``golfprof.results.comparison.compare_groups``'s, the function that writes
+``comparison.json`` (a matrix's own file is read when it holds the same rows), and the trend's
+regression flag is the gate of ``golfprof regress``, so the dashboard never disagrees with the
+command line.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import pandas as pd
 
 from golfprof.errors import ConfigError
 from golfprof.profiler import names
+from golfprof.profiler.rundir import COMPARISON_JSON
 from golfprof.results import stats
+from golfprof.results.comparison import compare_groups, row_verdict
 from golfprof.results.regress import check_comparable, gate_metric
-from golfprof.results.samples import PHASE_PREFIX, RunSamples, higher_is_better
+from golfprof.results.samples import PHASE_PREFIX, RunSamples
 
 from .runs import Run
 
@@ -69,10 +72,7 @@ def group_labels(summaries: list[dict[str, Any]]) -> list[str]:
 class Comparison:
     frame: pd.DataFrame  # one row per configuration, baseline first
     stack: list[str]  # phase names stacked (children of golfprof/step), then OUTSIDE
-
-
-def _estimate(runs: list[RunSamples], metric: str) -> stats.Estimate:
-    return stats.estimate([r.values(metric) for r in runs])
+    source: str = "computed"  # "comparison.json" when the rows are a matrix's own, as `golfprof ablate` wrote them
 
 
 def stack_phases(runs: list[RunSamples]) -> list[str]:
@@ -85,34 +85,60 @@ def stack_phases(runs: list[RunSamples]) -> list[str]:
     return [p for p in STEP_CHILDREN if p in children] + sorted(children - set(STEP_CHILDREN))
 
 
-def comparison(runs: list[Run], labels: list[str], baseline: str) -> Comparison:
-    """Per configuration: ms/step and optimizer ms with 95% CIs, per-phase ms, change vs baseline."""
+def _stored_rows(stored: dict[str, Any] | None, groups: dict[str, list[RunSamples]], baseline: str,
+                 metrics: list[str]) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """A matrix's comparison.json rows, when they are exactly the rows wanted here: the same baseline, every
+    configuration one of its variants with as many runs, every metric there. Else None (compute them)."""
+    if stored is None or stored.get("baseline") != baseline:
+        return None
+    rows = {(r.get("variant"), r.get("metric")): r for r in stored["rows"] if isinstance(r, dict)}
+    for label, runs in groups.items():
+        for metric in metrics:
+            row = rows.get((label, metric))
+            if row is None or row.get("runs") != len(runs) or (label != baseline) != ("diff" in row):
+                return None
+    return rows
+
+
+def _frame_row(label: str, baseline: str, rows: dict[tuple[str, str], dict[str, Any]],
+               stack: list[str]) -> dict[str, Any]:
+    """One configuration's bar: ms/step and optimizer ms with CIs and their verdicts, and the stacked phases."""
+    tot, opt = rows[(label, "ms_per_step")], rows[(label, "optimizer_ms")]
+    row: dict[str, Any] = {"variant": label, "baseline": label == baseline, "runs": tot["runs"],
+                           "ms_per_step": tot["value"], "ms_lo": tot["ci_lo"], "ms_hi": tot["ci_hi"],
+                           "optimizer_ms": opt["value"], "opt_lo": opt["ci_lo"], "opt_hi": opt["ci_hi"],
+                           "ci": tot["ci_method"]}
+    for r, key in ((tot, "ms"), (opt, "opt")):
+        if "diff" in r:  # both metrics are times: the shared verdict, worded as the charts read it
+            row[f"{key}_diff_pct"], row[f"{key}_verdict"] = r["diff_pct"], row_verdict(r, "faster", "slower")
+        else:
+            row[f"{key}_diff_pct"], row[f"{key}_verdict"] = math.nan, "(baseline)" if label == baseline else ""
+    parts = {p: rows[(label, PHASE_PREFIX + p)]["value"] for p in stack}
+    known = sum(v for v in parts.values() if not math.isnan(v))
+    parts[OUTSIDE] = max(tot["value"] - known, 0.0) if not math.isnan(tot["value"]) else math.nan
+    return row | parts
+
+
+def comparison(runs: list[Run], labels: list[str], baseline: str,
+               stored: dict[str, Any] | None = None) -> Comparison:
+    """Per configuration: ms/step and optimizer ms with 95% CIs, per-phase ms, change vs baseline.
+
+    The rows are ``results.comparison.compare_groups``'s, as `golfprof ablate` computes them; ``stored`` (a
+    matrix's comparison.json) is read instead when it holds exactly these configurations and metrics.
+    """
     groups: dict[str, list[RunSamples]] = {}
     for r, label in zip(runs, labels):
         groups.setdefault(label, []).append(r.samples)
     order = [baseline] + [g for g in groups if g != baseline] if baseline in groups else list(groups)
+    groups = {g: groups[g] for g in order}
     stack = stack_phases([s for g in groups.values() for s in g])
-    rows = []
-    base = groups.get(baseline, [])
-    for label in order:
-        g = groups[label]
-        tot, opt = _estimate(g, "ms_per_step"), _estimate(g, "optimizer_ms")
-        row: dict[str, Any] = {"variant": label, "baseline": label == baseline, "runs": len(g),
-                               "ms_per_step": tot.value, "ms_lo": tot.lo, "ms_hi": tot.hi,
-                               "optimizer_ms": opt.value, "opt_lo": opt.lo, "opt_hi": opt.hi, "ci": tot.method}
-        for metric, key in (("ms_per_step", "ms"), ("optimizer_ms", "opt")):
-            if label != baseline and base:
-                d = stats.compare([r.values(metric) for r in base], [r.values(metric) for r in g])
-                # both metrics are times: the shared verdict, worded as the charts read it
-                row[f"{key}_diff_pct"] = d.rel_pct
-                row[f"{key}_verdict"] = stats.verdict(d, higher_is_better(metric), better="faster", worse="slower")
-            else:
-                row[f"{key}_diff_pct"], row[f"{key}_verdict"] = math.nan, "(baseline)" if label == baseline else ""
-        parts = {p: _estimate(g, PHASE_PREFIX + p).value for p in stack}
-        known = sum(v for v in parts.values() if not math.isnan(v))
-        parts[OUTSIDE] = max(tot.value - known, 0.0) if not math.isnan(tot.value) else math.nan
-        rows.append(row | parts)
-    return Comparison(frame=pd.DataFrame(rows), stack=[*stack, OUTSIDE])
+    metrics = ["ms_per_step", "optimizer_ms", *(PHASE_PREFIX + p for p in stack)]
+    rows = _stored_rows(stored, groups, baseline, metrics)
+    source = COMPARISON_JSON if rows is not None else "computed"
+    if rows is None:
+        rows = {(r["variant"], r["metric"]): r for r in compare_groups(groups, baseline, metrics)}
+    frame = pd.DataFrame([_frame_row(label, baseline, rows, stack) for label in order])
+    return Comparison(frame=frame, stack=[*stack, OUTSIDE], source=source)
 
 
 def ordered(runs: list[Run], order: str) -> list[Run]:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from golfprof.errors import ConfigError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
+from golfprof.profiler.rundir import COMPARISON_JSON
 from golfprof.profiler.rundir import write_text as write_atomic
 from golfprof.results import BASELINE
 from golfprof.results.health import throttle_notes
@@ -28,7 +29,7 @@ from golfprof.traces.ranks import load_ranks, summary_and_kernels
 from . import charts, data, diffs, tables, timeline
 from .colors import palette
 from .page import Chart, Section, render
-from .runs import DashboardError, Run, TraceSet, find_runs
+from .runs import DashboardError, Found, Run, TraceSet, find_runs
 
 
 @dataclass
@@ -101,75 +102,99 @@ def _comparison_baseline(runs: list[Run], labels: list[str], wanted: str | None)
     return by_variant.get(BASELINE, labels[0])
 
 
+TIMELINE_INTRO = ("One profiled step per rank: CPU threads show the innermost open phase, GPU streams the kernels "
+                  "coloured by the phase that launched them, and the red lane the communication time with no "
+                  "compute kernel running. Hover for the numbers; drag to zoom.")
+OVERLAP_INTRO = ("Per phase and rank: NCCL kernel time per profiled step, split into the part hidden under compute "
+                 "kernels and the exposed part (nothing else running on the GPU). 'all phases' is the union.")
+
+
+def _step_timelines(t: Traced, step: int | None, notes: list[str]) -> list[timeline.RankTimeline]:
+    """Every rank's lanes for one profiled step, on one clock; a rank that lacks the step is noted, not drawn."""
+    chosen = step if step is not None else timeline.pick_step(t.ranks[0])
+    try:
+        shift = timeline.clock_shifts(t.ranks)  # one clock: base times, measured offsets
+        origin = timeline.step_start(t.ranks[0], chosen) + shift[t.ranks[0].rank]
+    except KeyError:
+        profiled = ", ".join(str(s) for s in t.ranks[0].steps["step"])
+        raise DashboardError(f"--step {chosen}: not a profiled step of {t.run.name} (profiled: {profiled})") from None
+    tls = []
+    for rt in t.ranks:
+        try:
+            tls.append(timeline.step_timeline(rt, chosen, origin - shift[rt.rank]))
+        except KeyError:
+            notes.append(f"{t.run.name}: rank {rt.rank}'s trace lacks profiler step {chosen}; not drawn")
+    return tls
+
+
+def _timeline_chart(i: int, t: Traced, colors: dict[str, str], step: int | None, sec: Section) -> None:
+    """One traced run's step timeline into ``sec``, with its notes."""
+    tls = _step_timelines(t, step, sec.notes)
+    if t.window_note:
+        sec.notes.append(t.window_note)
+    if sum(len(x.segments) for x in tls):
+        lo = tls[0]
+        gpu = f" · its GPU work ends at {lo.gpu_end_ms:.1f} ms" if lo.gpu_end_ms is not None else ""
+        title = (f"Step timeline · {t.label}<br><sup>{t.run.name} · profiler step {lo.step} · {len(tls)} rank(s) · "
+                 f"rank {lo.rank}: CPU step {lo.cpu_step_ms:.1f} ms{gpu}</sup>")
+        sec.charts.append(Chart(f"chart-timeline-{i}", charts.timeline_figure(tls, colors, title),
+                                tables.timeline_table(tls)))
+    if all(rt.gpu.empty for rt in t.ranks):
+        sec.notes.append(f"{t.run.name}: CPU-only trace (no GPU events): lanes are CPU threads, collectives "
+                         "run on their own threads")
+
+
+def _overlap_chart(i: int, t: Traced, sec: Section) -> None:
+    """One traced run's hidden-vs-exposed communication into ``sec``, when its traces hold any."""
+    ov = pd.concat([timeline.comm_overlap(rt) for rt in t.ranks], ignore_index=True)
+    if ov.empty:
+        return
+    from golfprof.predict.replay import MODELLED  # how a simulated run's predicted trace names its collectives
+
+    predicted = any(rt.gpu["name"].astype(str).str.contains(MODELLED, regex=False).any() for rt in t.ranks)
+    what = "PREDICTED communication (modelled collectives)" if predicted else "Communication"
+    title = f"{what} hidden vs exposed · {t.label}<br><sup>{t.run.name} · ms per profiled step</sup>"
+    sec.charts.append(Chart(f"chart-overlap-{i}", charts.overlap_figure(ov, title), tables.overlap_table(ov)))
+
+
+def _overlap_empty(traced: list[Traced]) -> str:
+    if not traced:
+        return "no traces"
+    if all(rt.gpu.empty for t in traced for rt in t.ranks):
+        return "the traces have no GPU events (CPU runs): overlap is measured on GPU communication kernels"
+    return ("no communication kernels in the traces (a single-GPU run launches none; "
+            "NCCL kernels appear with --nproc 2 or more)")
+
+
 def _timeline_sections(traced: list[Traced], colors: dict[str, str], step: int | None,
                        any_runs: int) -> tuple[Section, Section]:
-    tl_sec = Section("timeline", "Step timeline",
-                     "One profiled step per rank: CPU threads show the innermost open phase, GPU streams the kernels "
-                     "coloured by the phase that launched them, and the red lane the communication time with no "
-                     "compute kernel running. Hover for the numbers; drag to zoom.")
-    ov_sec = Section("overlap", "Communication overlap",
-                     "Per phase and rank: NCCL kernel time per profiled step, split into the part hidden under compute "
-                     "kernels and the exposed part (nothing else running on the GPU). 'all phases' is the union.")
+    """The Step timeline and Communication overlap sections: one chart each per traced run."""
+    tl_sec = Section("timeline", "Step timeline", TIMELINE_INTRO)
+    ov_sec = Section("overlap", "Communication overlap", OVERLAP_INTRO)
     for i, t in enumerate(traced):
-        chosen = step if step is not None else timeline.pick_step(t.ranks[0])
-        try:
-            shift = timeline.clock_shifts(t.ranks)  # one clock: base times, measured offsets
-            origin = timeline.step_start(t.ranks[0], chosen) + shift[t.ranks[0].rank]
-        except KeyError:
-            profiled = ", ".join(str(s) for s in t.ranks[0].steps["step"])
-            raise DashboardError(f"--step {chosen}: not a profiled step of {t.run.name} "
-                                 f"(profiled: {profiled})") from None
-        tls = []
-        for rt in t.ranks:
-            try:
-                tls.append(timeline.step_timeline(rt, chosen, origin - shift[rt.rank]))
-            except KeyError:
-                tl_sec.notes.append(f"{t.run.name}: rank {rt.rank}'s trace lacks profiler step {chosen}; not drawn")
-        if t.window_note:
-            tl_sec.notes.append(t.window_note)
-        if sum(len(x.segments) for x in tls):
-            lo = tls[0]
-            gpu = f" · its GPU work ends at {lo.gpu_end_ms:.1f} ms" if lo.gpu_end_ms is not None else ""
-            title = (f"Step timeline · {t.label}<br><sup>{t.run.name} · profiler step {lo.step} · {len(tls)} rank(s) · "
-                     f"rank {lo.rank}: CPU step {lo.cpu_step_ms:.1f} ms{gpu}</sup>")
-            tl_sec.charts.append(Chart(f"chart-timeline-{i}", charts.timeline_figure(tls, colors, title),
-                                       tables.timeline_table(tls)))
-        if all(rt.gpu.empty for rt in t.ranks):
-            tl_sec.notes.append(f"{t.run.name}: CPU-only trace (no GPU events): lanes are CPU threads, collectives "
-                                "run on their own threads")
-        ov = pd.concat([timeline.comm_overlap(rt) for rt in t.ranks], ignore_index=True)
-        if not ov.empty:
-            from golfprof.predict.replay import MODELLED  # how a simulated run's predicted trace names its collectives
-
-            predicted = any(rt.gpu["name"].astype(str).str.contains(MODELLED, regex=False).any() for rt in t.ranks)
-            what = "PREDICTED communication (modelled collectives)" if predicted else "Communication"
-            title = f"{what} hidden vs exposed · {t.label}<br><sup>{t.run.name} · ms per profiled step</sup>"
-            ov_sec.charts.append(Chart(f"chart-overlap-{i}", charts.overlap_figure(ov, title),
-                                       tables.overlap_table(ov)))
+        _timeline_chart(i, t, colors, step, tl_sec)
+        _overlap_chart(i, t, ov_sec)
     if not traced:
         tl_sec.empty = (f"none of the {any_runs} run(s) has a trace (trace/rank*.pt.trace.json.gz); "
                         "record one with --profile-steps")
     elif not tl_sec.charts:
         tl_sec.empty = "the traces hold no phase ranges or GPU work in their profiled steps"
     if not ov_sec.charts:
-        if not traced:
-            ov_sec.empty = "no traces"
-        elif all(rt.gpu.empty for t in traced for rt in t.ranks):
-            ov_sec.empty = "the traces have no GPU events (CPU runs): overlap is measured on GPU communication kernels"
-        else:
-            ov_sec.empty = ("no communication kernels in the traces (a single-GPU run launches none; "
-                            "NCCL kernels appear with --nproc 2 or more)")
+        ov_sec.empty = _overlap_empty(traced)
     return tl_sec, ov_sec
 
 
-def _comparison_section(runs: list[Run], labels: list[str], baseline: str, colors: dict[str, str]) -> Section:
-    cmp = data.comparison(runs, labels, baseline)
+def _comparison_section(runs: list[Run], labels: list[str], baseline: str, colors: dict[str, str],
+                        stored: dict | None) -> Section:
+    cmp = data.comparison(runs, labels, baseline, stored)
     sec = Section("comparison", "Variant comparison",
                   "Per configuration: median ms per step stacked by the always-on phase timers (direct children of "
                   "the step; 'outside phases' is the rest), whiskers the 95% CI from the repeated runs (one run: from "
                   "batches of its steps), and the optimizer on its own scale. Same statistics as comparison.json.")
+    caption = f"baseline: {baseline}" + (f" · figures read from the matrix's {COMPARISON_JSON}"
+                                         if cmp.source == COMPARISON_JSON else "")
     sec.charts.append(Chart("chart-comparison", charts.comparison_figure(cmp, colors), tables.comparison_table(cmp),
-                            caption=f"baseline: {baseline}"))
+                            caption=caption))
     return sec
 
 
@@ -266,8 +291,12 @@ def _trend_section(runs: list[Run], labels: list[str], opts: Options, bound: flo
     return sec
 
 
-def build(paths: list[Path], opts: Options) -> Report:
-    """Everything but the write; raises DashboardError on bad input."""
+SECTIONS = ("timeline", "overlap", "comparison", "diff", "trend")  # the page's order
+NOT_RUNS = "the inputs are Kineto traces, not golfprof run directories: there are no step timers to {}"
+
+
+def _checked(opts: Options) -> tuple[float, re.Pattern[str]]:
+    """The trend bound and the phase regex; bad options are a DashboardError before anything is read."""
     try:
         bound = parse_bound(opts.max_increase)
         pattern = re.compile(opts.phases)
@@ -277,6 +306,27 @@ def build(paths: list[Path], opts: Options) -> Report:
         raise DashboardError(f"--phases {opts.phases!r} is not a valid regex ({e})") from None
     if opts.order not in ("time", "given"):
         raise DashboardError(f"--order {opts.order!r}: valid: time, given")
+    return bound, pattern
+
+
+@dataclass
+class _Plan:
+    """What the page draws: the runs and their labels, the comparison baseline, the traced runs and the diffs."""
+
+    found: Found
+    labels: list[str]
+    baseline: str
+    traced: list[Traced]
+    diff_base: Run | None
+    diff_others: list[Run]
+    diff_left_out: int
+
+    @property
+    def runs(self) -> list[Run]:
+        return self.found.runs
+
+
+def _plan(paths: list[Path], opts: Options, pattern: re.Pattern[str]) -> _Plan:
     found = find_runs(paths)
     runs = found.runs
     labels = data.group_labels([r.summary for r in runs])
@@ -287,40 +337,71 @@ def build(paths: list[Path], opts: Options) -> Report:
     diffed = {id(r) for r in [base, *others]} if others else set()
     traced = [_load_traced(r, label, pattern, id(r) in diffed) for label, r in firsts.items()]
     traced += [_load_traced(ts, ts.name, pattern, False) for ts in found.trace_sets]
-    phase_names = [p for t in traced for rt in t.ranks for p in rt.phase_order]
-    phase_names += [p for t in traced for rt in t.ranks for p in pd.unique(rt.gpu["phase"])]
-    phase_names += [p for t in traced for rt in t.ranks for p in pd.unique(rt.collectives_cpu["name"])]
-    stack = data.stack_phases([r.samples for r in runs])
-    colors = palette([*stack, *phase_names, data.OUTSIDE, timeline.EXPOSED])
-    tl_sec, ov_sec = _timeline_sections(traced, colors, opts.step, len(runs) + len(found.trace_sets))
+    return _Plan(found, labels, baseline, traced, base, others, left_out)
+
+
+def _colors(plan: _Plan) -> dict[str, str]:
+    """One colour per phase across every chart: the comparison's stack, then what the traces name."""
+    ranks = [rt for t in plan.traced for rt in t.ranks]
+    names = data.stack_phases([r.samples for r in plan.runs])
+    names += [p for rt in ranks for p in rt.phase_order]
+    names += [p for rt in ranks for p in pd.unique(rt.gpu["phase"])]
+    names += [p for rt in ranks for p in pd.unique(rt.collectives_cpu["name"])]
+    return palette([*names, data.OUTSIDE, timeline.EXPOSED])
+
+
+def _stored_comparison(found: Found) -> dict | None:
+    """The matrix's comparison.json, when every run drawn comes from that one matrix."""
+    matrices = {r.matrix for r in found.runs}
+    return found.comparisons.get(next(iter(matrices))) if len(matrices) == 1 else None
+
+
+def _sections(plan: _Plan, opts: Options, bound: float, pattern: re.Pattern[str]) -> list[Section]:
+    """Every section, in the page's order (SECTIONS); the Diff section only when there is a diff to draw."""
+    colors = _colors(plan)
+    runs = plan.runs
+    tl_sec, ov_sec = _timeline_sections(plan.traced, colors, opts.step, len(runs) + len(plan.found.trace_sets))
+    by_kind = {"timeline": tl_sec, "overlap": ov_sec}
     if runs:
-        sections = [tl_sec, ov_sec, _comparison_section(runs, labels, baseline, colors),
-                    _trend_section(runs, labels, opts, bound)]
+        by_kind["comparison"] = _comparison_section(runs, plan.labels, plan.baseline, colors,
+                                                    _stored_comparison(plan.found))
+        by_kind["trend"] = _trend_section(runs, plan.labels, opts, bound)
     else:  # traces from any trainer: no step timers to compare or trend
-        why = "the inputs are Kineto traces, not golfprof run directories: there are no step timers to {}"
-        sections = [tl_sec, ov_sec, Section("comparison", "Variant comparison", "", empty=why.format("compare")),
-                    Section("trend", "Trend", "", empty=why.format("follow over runs"))]
-    if base is not None and others:
-        label_of = {id(r): lab for r, lab in zip(runs, labels)}
-        inputs = {id(r): _diff_inputs(r, traced, pattern) for r in (base, *others)}
-        sections.insert(3, _diff_section(base, others, left_out, label_of, baseline, inputs))
+        by_kind["comparison"] = Section("comparison", "Variant comparison", "", empty=NOT_RUNS.format("compare"))
+        by_kind["trend"] = Section("trend", "Trend", "", empty=NOT_RUNS.format("follow over runs"))
+    if plan.diff_base is not None and plan.diff_others:
+        label_of = {id(r): lab for r, lab in zip(runs, plan.labels)}
+        inputs = {id(r): _diff_inputs(r, plan.traced, pattern) for r in (plan.diff_base, *plan.diff_others)}
+        by_kind["diff"] = _diff_section(plan.diff_base, plan.diff_others, plan.diff_left_out, label_of,
+                                        plan.baseline, inputs)
+    return [by_kind[k] for k in SECTIONS if k in by_kind]
+
+
+def _meta(plan: _Plan, paths: list[Path]) -> tuple[list[str], list[str]]:
+    """(the page's lines under the title, its devices)."""
+    runs = plan.runs
     devices = sorted({str(r.summary.get("device")) for r in runs}) or ["Kineto traces"]
-    sets = f" · {len(found.trace_sets)} trace set(s)" if found.trace_sets else ""
-    meta = [f"{len(runs)} run(s), {len(set(labels))} configuration(s){sets} · {', '.join(devices)}",
+    sets = f" · {len(plan.found.trace_sets)} trace set(s)" if plan.found.trace_sets else ""
+    meta = [f"{len(runs)} run(s), {len(set(plan.labels))} configuration(s){sets} · {', '.join(devices)}",
             "from: " + " ".join(str(p) for p in paths),
             f"generated {dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')} by golfprof dashboard"]
-    meta += [f"note: {n}" for n in found.notes]
-    meta += [f"note: {n}" for n in throttle_notes({r.name: r.summary for r in runs})]  # runs whose GPU throttled
+    throttled = throttle_notes({r.name: r.summary for r in runs})  # runs whose GPU throttled: flagged up top
+    return meta + [f"note: {n}" for n in [*plan.found.notes, *throttled]], devices
+
+
+def build(paths: list[Path], opts: Options) -> Report:
+    """Everything but the write; raises DashboardError on bad input."""
+    bound, pattern = _checked(opts)
+    plan = _plan(paths, opts, pattern)
+    sections = _sections(plan, opts, bound, pattern)
+    meta, devices = _meta(plan, paths)
     title = opts.title or f"golfprof dashboard · {', '.join(devices)}"
-    return Report(html=render(title, meta, sections), runs=len(runs),
+    return Report(html=render(title, meta, sections), runs=len(plan.runs),
                   charts={s.kind: [c.id for c in s.charts] for s in sections if s.charts},
                   empty={s.kind: s.empty for s in sections if not s.charts and s.empty})
 
 
 def write(paths: list[Path], out: Path, opts: Options) -> Report:
     report = build(paths, opts)
-    try:
-        write_atomic(out, report.html)
-    except OSError as e:
-        raise DashboardError(f"{out}: cannot write ({e.strerror or e})") from None
+    write_atomic(out, report.html)  # an OSError is the CLI's `error: <path>: <reason>`, exit 1
     return report

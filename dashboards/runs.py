@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 
 from golfprof.errors import ConfigError, DashboardError, TraceError
 from golfprof.profiler.record import RunRecord
-from golfprof.profiler.rundir import SUMMARY, MatrixDir, RunDir
+from golfprof.profiler.rundir import SUMMARY, MatrixDir, RunDir, read_json
 from golfprof.results.samples import RunSamples, run_samples
 
 _MAX_DEPTH = 2
@@ -31,6 +31,7 @@ class Run:
     started: float  # seconds since the epoch
     samples: RunSamples
     matrix_baseline: str | None = None  # the baseline variant of the matrix holding this run
+    matrix: Path | None = None  # the matrix folder holding this run
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -51,6 +52,7 @@ class Found:
     runs: list[Run]
     notes: list[str] = field(default_factory=list)
     trace_sets: list[TraceSet] = field(default_factory=list)  # PATHs that are traces, not golfprof runs
+    comparisons: dict[Path, dict[str, Any]] = field(default_factory=dict)  # matrix folder -> its comparison.json
 
 
 @dataclass
@@ -101,7 +103,7 @@ def started(path: Path, env: dict[str, Any]) -> float:
     return (rd.config if rd.config.exists() else path).stat().st_mtime
 
 
-def _read_run(path: Path, matrix_baseline: str | None) -> Run:
+def _read_run(path: Path, matrix_baseline: str | None, matrix: Path | None = None) -> Run:
     rd = RunDir(path)
     record = _json(rd.summary, rd.read_record)
     if record.ms_per_step is None:
@@ -112,7 +114,19 @@ def _read_run(path: Path, matrix_baseline: str | None) -> Run:
     except (ConfigError, KeyError, OSError, ValueError) as e:
         raise DashboardError(f"{path}: cannot read its step samples ({e})") from None
     return Run(path=path, name=path.name, record=record, env=env, started=started(path, env), samples=samples,
-               matrix_baseline=matrix_baseline)
+               matrix_baseline=matrix_baseline, matrix=matrix)
+
+
+def stored_comparison(folder: Path) -> dict[str, Any] | None:
+    """A matrix's comparison.json (what `golfprof ablate` printed), None when it has none or it is unreadable:
+    the dashboard then computes the same rows itself."""
+    path = MatrixDir(folder).comparison_json
+    try:
+        data = read_json(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(data, dict) and isinstance(data.get("rows"), list) and isinstance(data.get("baseline"), str)
+    return data if ok else None
 
 
 def _matrix(folder: Path, notes: list[str]) -> list[Run]:
@@ -129,7 +143,7 @@ def _matrix(folder: Path, notes: list[str]) -> list[Run]:
             why = info.get("error", status) if isinstance(info, dict) else "unknown"
             notes.append(f"{folder.name}/{name}: skipped ({why})")
             continue
-        out.append(_read_run(matrix.run_named(name).path, baseline))
+        out.append(_read_run(matrix.run_named(name).path, baseline, folder))
     return out
 
 
@@ -185,4 +199,6 @@ def find_runs(paths: list[Path]) -> Found:
     for r in unique:
         if names.count(r.name) > 1:  # matrices reuse <variant>-r<k>: name the folder too
             r.name = f"{r.path.parent.name}/{r.path.name}"
-    return Found(unique, notes, trace_sets)
+    matrices = {r.matrix for r in unique if r.matrix is not None}
+    stored = {m: c for m in sorted(matrices) if (c := stored_comparison(m)) is not None}
+    return Found(unique, notes, trace_sets, stored)

@@ -1,21 +1,22 @@
 """One rank's trace -> lanes of coloured segments for one profiled step, and comm overlap per phase.
 
-Built from the public pieces of ``golfprof.traces`` (events, attribute, metrics, comm), so a kernel
-gets the same phase here as in ``golfprof analyze``. A full-preset step launches thousands of
-kernels, far more than a chart has pixels, so consecutive kernels of one phase on one stream are
-drawn as one segment when the GPU gap between them is below a pixel's worth of the step
-(``MERGE_FRACTION``); communication kernels are never merged. All functions are pure.
+Built from the trace's ``golfprof.traces.derived.view``, the per-rank view ``golfprof analyze`` and
+``golfprof diff`` read, so a kernel gets the same phase and step here as there, and the overlap the
+same figures. A full-preset step launches thousands of kernels, far more than a chart has pixels, so
+consecutive kernels of one phase on one stream are drawn as one segment when the GPU gap between them
+is below a pixel's worth of the step (``MERGE_FRACTION``); communication kernels are never merged.
+All functions are pure.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from golfprof.traces import attribute, clocks, comm, derived, events, metrics
+from golfprof.traces import attribute, clocks, derived, events, metrics
 from golfprof.traces.load import Trace
 
 MERGE_FRACTION = 1 / 3000  # a gap under this share of the window is invisible at chart width
@@ -35,8 +36,17 @@ class RankTrace:
     collectives_cpu: pd.DataFrame  # name, thread, ts, end, tid: gloo/nccl ranges (CPU-only traces)
     gpu: pd.DataFrame  # name, ts, end, dur, stream, phase, step, in_step, cls, op
     phase_order: list[str]
-    base_us: float = 0.0  # the trace's baseTimeNanoseconds in µs: its times + base_us are unix time
-    comm_seq: pd.DataFrame = field(default_factory=pd.DataFrame)  # comm.sequence: matches collectives across ranks
+    view: derived.RankView  # what the frames above were taken from: the one view analyze and diff read
+
+    @property
+    def base_us(self) -> float:
+        """The trace's baseTimeNanoseconds in µs: its times + base_us are unix time."""
+        return self.view.base_us
+
+    @property
+    def comm_seq(self) -> pd.DataFrame:
+        """comm.sequence: what matches each collective across ranks."""
+        return self.view.comm_seq
 
 
 @dataclass
@@ -49,13 +59,6 @@ class RankTimeline:
     segments: pd.DataFrame  # SEGMENT_COLUMNS; times in ms from the origin
 
 
-def _ranges(ev: pd.DataFrame, pattern: re.Pattern[str]) -> pd.DataFrame:
-    """Matching CPU ranges with their thread id as text (for lane names)."""
-    r = events.cpu_ranges(ev, pattern)
-    m = events.cat_mask(ev, events.RANGE_CATS) & events.name_mask(ev["name"], pattern)
-    return r.assign(tid=ev.loc[m, "tid"].astype(str).to_numpy())
-
-
 def _step_numbers(steps: pd.DataFrame, t: np.ndarray) -> np.ndarray:
     """Profiler step number holding each time, -1 outside every step."""
     i = events.step_of(steps, t)
@@ -65,11 +68,12 @@ def _step_numbers(steps: pd.DataFrame, t: np.ndarray) -> np.ndarray:
 def load_rank(trace: Trace, rank: int, pattern: re.Pattern[str]) -> RankTrace:
     """Every GPU row with the phase that launched it and the profiled step it belongs to.
 
-    Both come from ``golfprof.traces.derived`` (cached on the trace), as ``golfprof analyze`` reads them;
-    work queued before the window is in no step (``in_step`` False) and is drawn with step -1.
+    All of it comes from the trace's ``golfprof.traces.derived.view`` (cached on the trace), the one
+    ``golfprof analyze`` and ``golfprof diff`` read; work queued before the window is in no step
+    (``in_step`` False) and is drawn with step -1.
     """
-    w = derived.work(trace)
-    phased = derived.phases(trace, pattern)
+    v = derived.view(trace, pattern)
+    w, phased = v.work, v.phases
     st = w.steps
     if st.empty:  # a trace without ProfilerStep ranges: treat it as one step
         st = pd.DataFrame({"step": [-1], "ts": [w.lo], "end": [w.hi]})
@@ -82,10 +86,9 @@ def load_rank(trace: Trace, rank: int, pattern: re.Pattern[str]) -> RankTrace:
     })
     ranges = phased.ranges
     order = list(dict.fromkeys(ranges.sort_values("ts", kind="stable")["name"]))
-    ck = derived.comm_rows(w)
-    base = clocks.base_us(trace.meta)
-    return RankTrace(rank=rank, steps=st, ranges=ranges, collectives_cpu=_ranges(trace.events, COLLECTIVE_RANGE_RE),
-                     gpu=gpu, phase_order=order, base_us=base, comm_seq=comm.sequence(ck, ck["step"].to_numpy(), base))
+    return RankTrace(rank=rank, steps=st, ranges=ranges,
+                     collectives_cpu=derived.cpu_ranges(trace.events, COLLECTIVE_RANGE_RE), gpu=gpu,
+                     phase_order=order, view=v)
 
 
 def clock_shifts(ranks: list[RankTrace]) -> dict[int, float]:
@@ -211,9 +214,7 @@ def step_timeline(rt: RankTrace, step: int, origin_us: float | None = None) -> R
             runs = _merge_runs(k, tol)
             add(lane, "compute", runs, busy=runs["busy"].to_numpy())
     if not comm_k.empty:
-        comp = g[g["cls"] == metrics.COMPUTE]
-        exposed = difference(metrics.merge(comm_k["ts"].to_numpy(), comm_k["end"].to_numpy()),
-                             metrics.merge(comp["ts"].to_numpy(), comp["end"].to_numpy()))
+        exposed = difference(metrics.merge(comm_k["ts"].to_numpy(), comm_k["end"].to_numpy()), rt.view.compute)
         e = pd.DataFrame({"ts": exposed[0], "end": exposed[1]})
         e = e.assign(phase=EXPOSED, step=step_of(e["ts"].to_numpy()), items=1,
                      label="no compute kernel running")
@@ -228,27 +229,22 @@ def step_timeline(rt: RankTrace, step: int, origin_us: float | None = None) -> R
 def comm_overlap(rt: RankTrace) -> pd.DataFrame:
     """Per launching phase: communication ms per profiled step, hidden under compute or exposed.
 
-    Same definitions as ``golfprof analyze`` (union of the phase's NCCL kernels; exposed = no
-    compute kernel on the rank running), but per innermost phase so the rows add up; the row
-    ``all phases`` is the union over every communication kernel of the steps.
+    ``golfprof analyze``'s figures (``RankView.comm_per_step``: union of the phase's NCCL kernels; exposed =
+    no compute kernel on the rank running; every profiled step in the divisor), but per innermost phase
+    so the rows add up; the row ``all phases`` is the union over every communication kernel of the
+    steps, analyze's comm_ms and exposed_comm_ms.
     """
     cols = ["rank", "phase", "kernels", "comm_ms", "hidden_ms", "exposed_ms", "exposed_pct"]
     g = rt.gpu[rt.gpu["in_step"].to_numpy()]
     ck = g[g["cls"] == metrics.COMM]
     if ck.empty:
         return pd.DataFrame(columns=cols)
-    comp = rt.gpu[rt.gpu["cls"] == metrics.COMPUTE]
-    compute = metrics.merge(comp["ts"].to_numpy(), comp["end"].to_numpy())
-    n = max(g["step"].nunique(), 1)
+    n = rt.view.work.n_steps
     order = {p: i for i, p in enumerate(rt.phase_order)}
-    rows = []
-    for phase, k in sorted(ck.groupby("phase"), key=lambda kv: order.get(kv[0], len(order))):
-        rows.append((phase, k))
-    rows.append(("all phases", ck))
+    rows = sorted(ck.groupby("phase"), key=lambda kv: order.get(kv[0], len(order))) + [("all phases", ck)]
     out = []
     for phase, k in rows:
-        total = metrics.length(metrics.merge(k["ts"].to_numpy(), k["end"].to_numpy())) / 1e3 / n
-        exp = comm.exposed_length(k["ts"].to_numpy(), k["end"].to_numpy(), compute) / 1e3 / n
+        total, exp = rt.view.comm_per_step(k)
         out.append({"rank": rt.rank, "phase": phase, "kernels": len(k) / n, "comm_ms": total,
                     "hidden_ms": total - exp, "exposed_ms": exp,
                     "exposed_pct": 100 * exp / total if total > 0 else np.nan})

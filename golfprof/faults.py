@@ -15,6 +15,7 @@ from typing import Any
 FAIL_RANK = "GOLFPROF_TEST_FAIL_RANK"
 KILL_RANK = "GOLFPROF_TEST_KILL_RANK"
 OPTIMIZER_DELAY_MS = "GOLFPROF_TEST_OPTIMIZER_DELAY_MS"
+HOLD_AFTER_RUN_S = "GOLFPROF_TEST_HOLD_AFTER_RUN_S"  # a rank lingers after its run completed (signals in teardown)
 
 _planted: dict[str, Any] = {}
 
@@ -36,3 +37,13 @@ def at_rank_start(rank: int) -> None:
         raise RuntimeError("injected failure")
     if os.environ.get(KILL_RANK) == str(rank):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def after_run(rank: int) -> None:
+    """Linger once the run is complete (its summary written) when a test asked this rank to: the window in which
+    a signal must not turn a finished run into a failed one."""
+    import time
+
+    seconds = float(os.environ.get(HOLD_AFTER_RUN_S, 0) or 0)
+    if seconds > 0 and rank == 0:
+        time.sleep(seconds)

@@ -22,6 +22,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
 from golfprof.errors import ConfigError, GolfprofWarning
+from golfprof.model.device import check_name
 
 if TYPE_CHECKING:
     import torch
@@ -55,8 +56,7 @@ def check_available(name: str, device_kind: str = "auto") -> None:
     """
     if name not in BACKENDS:
         raise ConfigError(f"--attention {name!r}: valid: {', '.join(BACKENDS)}")
-    if device_kind not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"--device {device_kind!r}: valid: auto, cpu, cuda")
+    check_name(device_kind)
     if name == "fa3" and not fa3_installed():
         raise ConfigError(f"--attention fa3 needs the {FA3_MODULE} package (FlashAttention-3, built from "
                           "flash-attention's hopper/ folder), which is not importable here; "

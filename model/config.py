@@ -173,8 +173,10 @@ class TrainConfig:
             )
         accum, rem = divmod(per_rank, self.micro_batch_seqs)
         if rem or accum == 0:
+            fits = [d for d in range(1, min(self.micro_batch_seqs, per_rank) + 1) if per_rank % d == 0]
             raise ConfigError(
-                f"{per_rank} sequences per rank do not split into micro-batches of {self.micro_batch_seqs}"
+                f"{per_rank} sequences per rank do not split into micro-batches of {self.micro_batch_seqs}: "
+                f"use --micro-batch-seqs {fits[-1]} (or another divisor of {per_rank})"
             )
         return accum
 

@@ -103,6 +103,40 @@ class _NullClock:
 NULL_CLOCK = _NullClock()
 
 
+class Progress:
+    """The current-phase marker: what this process's main thread is doing. The open phases, a count of phase
+    entries (steps: entries of STEP) and the monotonic time of the last change; the rank's heartbeat
+    (golfprof.ablations.watchdog) reports them, so a launcher can tell a stuck rank from a slow one and name
+    where it is stuck. Plain attribute updates: tens of nanoseconds per phase."""
+
+    __slots__ = ("open", "entries", "steps", "at")
+
+    def __init__(self) -> None:
+        self.open: list[str] = []
+        self.entries = 0
+        self.steps = 0
+        self.at = time.monotonic()
+
+    def enter(self, name: str) -> None:
+        self.open.append(name)
+        self.entries += 1
+        if name == STEP:
+            self.steps += 1
+        self.at = time.monotonic()
+
+    def leave(self) -> None:
+        if self.open:
+            self.open.pop()
+        self.at = time.monotonic()
+
+    def current(self) -> str | None:
+        """The innermost open phase (None between phases)."""
+        return self.open[-1] if self.open else None
+
+
+PROGRESS = Progress()
+
+
 # Called as fn(entering, name) around every phase when registered (profiler/collectives.py keeps the
 # current phase and the step boundaries from them); empty by default, so marks cost nothing more.
 LISTENERS: list[Callable[[bool, str], None]] = []
@@ -135,6 +169,7 @@ class _Phase:
             self.rf = torch.profiler.record_function(self.name)
             self.rf.__enter__()
         m.clock.start(self.name)
+        PROGRESS.enter(self.name)
         for fn in LISTENERS:
             fn(True, self.name)
 
@@ -142,6 +177,7 @@ class _Phase:
         m = self.m
         for fn in LISTENERS:
             fn(False, self.name)
+        PROGRESS.leave()
         m.clock.stop()
         if m.marks:
             self.rf.__exit__(None, None, None)  # type: ignore[union-attr]

@@ -24,6 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from golfprof.errors import ConfigError
+
 from .record import RunRecord
 
 # One run directory (see RunDir). Changing a name here changes the contract in docs/run-directory.md.
@@ -36,6 +38,8 @@ TRACE = "trace"
 SIMULATED = "simulated"  # a simulated-world run: what its fake ranks recorded, and the prediction
 PREDICTED = "predicted.json"
 LAUNCH_LOGS = "launch_logs"
+COLLECTIVES = "collectives"  # a profiled script's real ranks: every collective each issued (golfprof profile)
+SCRIPT = "script"  # a profiled script: a copy of its source, and what each rank reported
 LAUNCH_STDERR = "stderr.log"
 LOCK = ".lock"  # flocked while a live run owns the folder (golfprof.ablations.ownership); holds its pid
 TRACE_SUFFIX = ".pt.trace.json"  # PyTorch's own trace naming, which HTA and Perfetto users expect
@@ -50,6 +54,7 @@ COMPARISON_CSV = "comparison.csv"
 _STAMP = re.compile(r"^(\d{8}-\d{6})")
 _RANK_FILE = re.compile(r"^rank(\d+)\.parquet$")
 _SIM_FILE = re.compile(r"^collectives-rank(\d+)\.parquet$")
+_SCRIPT_RANK_FILE = re.compile(r"^rank(\d+)\.json$")
 # Keys of RunSpec that config.json does not repeat under "launch": the configuration is the top level,
 # and the warm-up actually used is stored once as "warmup_steps".
 _NOT_LAUNCH = ("config", "warmup_steps")
@@ -60,10 +65,42 @@ def new_run_dir(base: Path, variant: str) -> Path:
     return RunDir.new(base, variant).path
 
 
+def _kind(path: Path) -> str:
+    """What a non-regular file is, in words, for refusing to write over it."""
+    import stat
+
+    mode = path.lstat().st_mode
+    for test, word in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def _landing(path: Path) -> Path:
+    """Where a write to ``path`` lands: through a symlink to its target (the link stays a link); a folder, FIFO,
+    device node or socket is never replaced by a regular file."""
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if os.path.lexists(real) and not real.is_file():
+        shown = f"{path} (a link to {real})" if real != path else str(path)
+        raise ConfigError(f"{shown} is {_kind(real)}; golfprof writes only to regular files or new paths")
+    return real
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """The error of a write, naming the file written (not its temporary name): ``<path>: <reason>``."""
+    return OSError(e.errno, e.strerror or str(e), str(path))
+
+
 def _atomic(path: Path, write) -> None:
-    """Temp file in the target folder, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Temp file in the target folder, then rename: a reader never sees half a file. Failures of the file
+    system (read-only, full) are raised as OSError naming ``path``; nothing half-written is left."""
+    path = _landing(Path(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _named(e, path) from None
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes files private; results are for sharing
@@ -71,9 +108,66 @@ def _atomic(path: Path, write) -> None:
     try:
         write(Path(tmp))
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(path: Path, flag: str, force: bool = False) -> None:
+    """An output a command will write, checked before its work: a new path, or a regular file it may replace
+    (``force``: the user said so, or replacing is the command's convention); never a folder, FIFO or device
+    node; and a folder it can write in (a read-only one is an OSError now, not after a measurement)."""
+    path = Path(path)
+    try:
+        real = _landing(path)
+    except ConfigError as e:
+        raise ConfigError(f"{flag} {e}") from None
+    if real.is_file() and not force:
+        raise ConfigError(f"{flag} {path} exists; pass --force to replace it")
+    check_writable(flag, real.parent)
+
+
+def check_writable(flag: str, folder: Path) -> None:
+    """A folder a command will create files in (made if missing): refused before its work when it, or the
+    nearest existing folder above it, is no folder (ConfigError) or cannot be written in (OSError naming it)."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{flag} {folder}: {probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".golfprof-", suffix=".probe")
+    except OSError as e:
+        raise _named(e, probe) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def write_result(path: Path, obj: Any) -> None:
+    """A measurement's result JSON, kept first in the temp folder: a write that fails (a read-only or full file
+    system, a FIFO put there since the command started) then loses nothing, and its error names the copy."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+    try:
+        fd, kept = tempfile.mkstemp(prefix=f"golfprof-{Path(path).stem}-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError:
+        kept = None  # no room there either: the write below is the only copy
+    try:
+        write_text(path, text)
+    except ConfigError as e:
+        if kept is None:
+            raise
+        raise ConfigError(f"{e}; the result is kept in {kept}") from None
+    except OSError as e:
+        if kept is None:
+            raise
+        raise OSError(e.errno, f"{e.strerror}; the result is kept in {kept}", e.filename) from None
+    if kept is not None:
+        os.unlink(kept)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -300,6 +394,28 @@ class RunDir:
         d = self.simulated_dir
         found = (_SIM_FILE.match(p.name) for p in d.iterdir()) if d.is_dir() else ()
         return sorted(int(m.group(1)) for m in found if m)
+
+    # profiled scripts (ablations/script.py writes, ablations/script_summary.py and traces/recorded.py read)
+    @property
+    def script_dir(self) -> Path:
+        return self.path / SCRIPT
+
+    def script_copy(self, name: str) -> Path:
+        """The profiled script's source as it ran, under its own file name."""
+        return self.script_dir / Path(name).name
+
+    def script_rank(self, rank: int) -> Path:
+        """What rank ``rank`` of a profiled script reported: how it ended, its steps, device, attention, notes."""
+        return self.script_dir / f"rank{rank}.json"
+
+    def script_ranks(self) -> list[int]:
+        d = self.script_dir
+        found = (_SCRIPT_RANK_FILE.match(p.name) for p in d.iterdir()) if d.is_dir() else ()
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def recorded_collectives(self, rank: int) -> Path:
+        """Every collective real rank ``rank`` of a profiled script issued (the simulated ranks': collectives())."""
+        return self.path / COLLECTIVES / f"rank{rank}.parquet"
 
     # state
     def is_complete(self) -> bool:

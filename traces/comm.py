@@ -65,6 +65,23 @@ def parse_kernel_name(name: str) -> dict[str, str | None]:
             "algo": algo, "proto": proto}
 
 
+def _collective(parsed: dict[str, str | None], coll: object, dtype: object, n_in: object,
+                n_out: object) -> tuple[str, str | None, float]:
+    """(op, dtype, message bytes) of one communication kernel: its args where recorded, else its name's."""
+    op = parsed["op"]
+    if isinstance(coll, str) and op in (None, "send_recv", "generic"):
+        op = canonical_op(coll)
+    dt = (_DTYPES.get(dtype) if isinstance(dtype, str) else None) or parsed["dtype"]
+    ne = [v for v in (n_in, n_out) if isinstance(v, (int, float)) and v == v]
+    nbytes = float(max(ne)) * _DTYPE_BYTES[dt] if ne and dt in _DTYPE_BYTES else np.nan
+    return op or "unknown", dt, nbytes
+
+
+def _seq(v: object) -> int | None:
+    """A collective's sequence number in its process group, when the trace records one."""
+    return int(v) if isinstance(v, (int, float)) and v == v and not isinstance(v, bool) else None
+
+
 def comm_kernels(gpu: pd.DataFrame, classes: np.ndarray, comm_args: pd.DataFrame,
                  param_row: np.ndarray) -> pd.DataFrame:
     """The communication rows of ``gpu`` with op, dtype, algo, proto, message bytes, sequence number and group.
@@ -81,25 +98,15 @@ def comm_kernels(gpu: pd.DataFrame, classes: np.ndarray, comm_args: pd.DataFrame
     rows = k.index.to_numpy()
     src = np.where(np.isin(rows, comm_args.index.to_numpy()), rows, param_row[sel])
     a = comm_args.reindex(src)
-    ops, dts, byts = [], [], []
-    for n, coll, dtype, n_in, n_out in zip(names, a["collective"], a["dtype"], a["in_nelems"], a["out_nelems"]):
-        p = parsed[n]
-        op = p["op"]
-        if isinstance(coll, str) and op in (None, "send_recv", "generic"):
-            op = canonical_op(coll)
-        dt = (_DTYPES.get(dtype) if isinstance(dtype, str) else None) or p["dtype"]
-        ne = [v for v in (n_in, n_out) if isinstance(v, (int, float)) and v == v]
-        ops.append(op or "unknown")
-        dts.append(dt)
-        byts.append(float(max(ne)) * _DTYPE_BYTES[dt] if ne and dt in _DTYPE_BYTES else np.nan)
-    seq = [int(v) if isinstance(v, (int, float)) and v == v and not isinstance(v, bool) else None for v in a["seq"]]
+    described = [_collective(parsed[n], *args) for n, *args in
+                 zip(names, a["collective"], a["dtype"], a["in_nelems"], a["out_nelems"])]
     return k.assign(
-        op=ops,
-        dtype=dts,
+        op=[d[0] for d in described],
+        dtype=[d[1] for d in described],
         algo=[parsed[n]["algo"] for n in names],
         proto=[parsed[n]["proto"] for n in names],
-        bytes=np.asarray(byts, float),
-        seq=seq,  # the collective's sequence number in its process group, when the trace records it
+        bytes=np.asarray([d[2] for d in described], float),
+        seq=[_seq(v) for v in a["seq"]],  # the collective's sequence number in its process group, when recorded
         pg=[v if isinstance(v, str) else None for v in a["pg_name"]],
     )
 

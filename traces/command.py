@@ -10,7 +10,7 @@ import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -24,6 +24,8 @@ from .load import load_trace
 from .report import rank_label, render, to_json
 from .summary import RankSummary, RunSummary, combine, summarize_rank
 
+# --phases, declared once for analyze, diff and dashboard
+Phases = Annotated[str, typer.Option(help="Regex picking the CPU ranges that are phases.")]
 PARALLEL_MIN_BYTES = 4 << 20  # below this on disk, starting worker processes costs more than it saves
 
 
@@ -109,22 +111,41 @@ def _check_windows(path: Path, runs: list[RunSummary]) -> None:
                 r.notes = [*r.notes, note]
 
 
+def _attach_recorded(path: Path, runs: list[RunSummary]) -> None:
+    """For a run directory that recorded its collectives as issued (a profiled script, a simulated world): each
+    rank's per profiled step, so gloo runs list them as NCCL runs do (``recorded``)."""
+    from .recorded import per_step, read
+
+    frames = read(path) if path.is_dir() else {}
+    for run in runs:
+        for r in run.ranks:
+            if r.rank in frames:
+                r.recorded = per_step(frames[r.rank], r.step_numbers)
+
+
 def analyze(
-    path: Path = typer.Argument(..., help="run directory, folder of per-rank traces, or one .json/.json.gz trace"),
-    json_out: bool = typer.Option(False, "--json", help="write the analysis as JSON to stdout instead of tables"),
-    phases: str = typer.Option(DEFAULT_PHASE_REGEX, "--phases", help="regex picking the CPU ranges that are phases"),
-    jobs: int = typer.Option(0, "--jobs", min=0, help="processes loading ranks in parallel (0: one per CPU core)"),
-    merged_trace: Optional[Path] = typer.Option(None, "--merged-trace", help="also write every rank of the first "
-                                                "profiling window into one Perfetto trace (.json or .json.gz): one "
-                                                "process per rank, clocks aligned, phases kept"),
+    path: Annotated[Path, typer.Argument(
+        help="Run directory, folder of per-rank traces, or one .json/.json.gz trace.")],
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Write the analysis as JSON to stdout instead of tables.")] = False,
+    phases: Phases = DEFAULT_PHASE_REGEX,
+    jobs: Annotated[int, typer.Option(min=0, help="Processes loading ranks in parallel (0: one per CPU core).")] = 0,
+    merged_trace: Annotated[Optional[Path], typer.Option(
+        help="Also write every rank of the first profiling window into one Perfetto trace (.json or .json.gz): one "
+             "process per rank, clocks aligned, phases kept.")] = None,
 ) -> None:
     """Attribute GPU time to training phases, check communication and rank skew, list findings."""
     err = Console(stderr=True)
     pattern = _phase_pattern(phases)
     n_jobs = jobs if jobs > 0 else _cpus()
+    if merged_trace is not None:  # a re-run replaces it (derived from the traces), never a FIFO or device node
+        from golfprof.profiler.rundir import check_output
+
+        check_output(merged_trace, "--merged-trace", force=True)
     found = discover(path)
     runs = [combine(_summaries(window, pattern.pattern, i, n_jobs), pattern) for i, window in enumerate(found.windows)]
     _check_windows(Path(path), runs)
+    _attach_recorded(Path(path), runs)
     findings = [d for run in runs for d in diagnose(run)]
     warnings = list(found.warnings) + [f"rank {rank_label(r)}: {n}" for run in runs for r in run.ranks for n in r.notes]
     for w in found.warnings:
@@ -148,15 +169,19 @@ def _rank_pair(ranks: str) -> tuple[int, int]:
 
 
 def diff(
-    run_a: Path = typer.Argument(..., help="baseline: run directory, folder of per-rank traces, or one trace"),
-    run_b: Optional[Path] = typer.Argument(None, help="the run to explain, same forms (default with --ranks: RUN_A)"),
-    json_out: bool = typer.Option(False, "--json", help="write the diff as JSON to stdout instead of tables"),
-    phases: str = typer.Option(DEFAULT_PHASE_REGEX, "--phases", help="regex picking the CPU ranges that are phases"),
-    top: int = typer.Option(15, "--top", min=0, help="changed kernels to list per rank"),
-    ranks: Optional[str] = typer.Option(None, "--ranks", help="compare rank A of RUN_A with rank B of RUN_B (or of "
-                                        "RUN_A when RUN_B is not given), as A,B: --ranks 0,1"),
-    kernel_names: str = typer.Option("grouped", "--kernel-names", help="grouped: fold template arguments, Triton "
-                                     "suffixes and tile sizes; full: exact names, so tile-size variants stay apart"),
+    run_a: Annotated[Path, typer.Argument(help="Baseline: run directory, folder of per-rank traces, or one trace.")],
+    run_b: Annotated[Optional[Path], typer.Argument(
+        help="The run to explain, same forms (default with --ranks: RUN_A).")] = None,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Write the diff as JSON to stdout instead of tables.")] = False,
+    phases: Phases = DEFAULT_PHASE_REGEX,
+    top: Annotated[int, typer.Option(min=0, help="Changed kernels to list per rank.")] = 15,
+    ranks: Annotated[Optional[str], typer.Option(
+        help="Compare rank A of RUN_A with rank B of RUN_B (or of RUN_A when RUN_B is not given), as A,B: "
+             "--ranks 0,1.")] = None,
+    kernel_names: Annotated[str, typer.Option(
+        help="grouped: fold template arguments, Triton suffixes and tile sizes; full: exact names, so tile-size "
+             "variants stay apart.")] = "grouped",
 ) -> None:
     """Where the milliseconds went from A to B: per phase and rank, kernels, collectives."""
     from .diff import diff_rank

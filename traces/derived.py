@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import attribute, comm, events, metrics
+from . import attribute, clocks, comm, events, lateness, metrics
 from .load import Trace
 
 NO_PHASE = "(no phase)"
@@ -123,12 +123,16 @@ def work(trace: Trace) -> Work:
     return hit
 
 
+def cpu_ranges(ev: pd.DataFrame, pattern: re.Pattern[str]) -> pd.DataFrame:
+    """CPU ranges whose name matches ``pattern`` (name, thread, ts, end), with their thread id as text (tid)."""
+    m = events.cat_mask(ev, events.RANGE_CATS) & events.name_mask(ev["name"], pattern)
+    return events.cpu_ranges(ev, pattern).assign(tid=ev.loc[m, "tid"].astype(str).to_numpy())
+
+
 def compute_phases(trace: Trace, pattern: re.Pattern[str]) -> Phases:
     """The phase ranges inside the profiled steps and the phase that launched each GPU row (uncached)."""
-    ev = trace.events
     w = work(trace)
-    m = events.cat_mask(ev, events.RANGE_CATS) & events.name_mask(ev["name"], pattern)
-    ranges = events.cpu_ranges(ev, pattern).assign(tid=ev.loc[m, "tid"].astype(str).to_numpy())
+    ranges = cpu_ranges(trace.events, pattern)
     if not w.steps.empty:
         ranges = ranges[events.step_of(w.steps, ranges["ts"].to_numpy()) >= 0].reset_index(drop=True)
     g = w.gpu
@@ -153,3 +157,54 @@ def comm_rows(w: Work) -> pd.DataFrame:
     """The communication rows of the profiled steps, with their collective columns."""
     g = w.gpu
     return g[(g["cls"].to_numpy() == metrics.COMM) & w.in_steps]
+
+
+@dataclass(frozen=True)
+class RankView:
+    """One rank's trace for one phase regex, as analyze, diff and the dashboard all read it.
+
+    Built once per trace and regex (:func:`view`); the summary, the kernel table, the timeline and
+    the overlap chart take their steps, phases, communication rows, compute intervals and collective
+    sequence from here, so that none of them can count a kernel, a step or a collective differently.
+    """
+
+    work: Work
+    phases: Phases
+    comm: pd.DataFrame  # comm_rows: the communication kernels of the profiled steps
+    compute: tuple[np.ndarray, np.ndarray]  # merged intervals of every compute kernel of the trace
+    comm_seq: pd.DataFrame  # comm.sequence with lateness.queue_before's columns: collectives matched across ranks
+    base_us: float  # the trace's baseTimeNanoseconds in µs: its times + base_us are unix time
+
+    def comm_per_step(self, rows: pd.DataFrame | None = None) -> tuple[float, float]:
+        """(communication ms, exposed ms) per profiled step of ``rows`` (default: every communication kernel
+        of the steps): the union of their kernels, and the part of it with no compute kernel running.
+
+        The divisor is every profiled step (``Work.n_steps``), a step that launched no GPU work included.
+        """
+        k = self.comm if rows is None else rows
+        per = 1e3 * self.work.n_steps
+        ts, end = k["ts"].to_numpy(), k["end"].to_numpy()
+        return metrics.length(metrics.merge(ts, end)) / per, comm.exposed_length(ts, end, self.compute) / per
+
+
+def compute_view(trace: Trace, pattern: re.Pattern[str]) -> RankView:
+    """:class:`RankView` of a trace (uncached: see :func:`view`)."""
+    w = work(trace)
+    phased = phases(trace, pattern)
+    g = w.gpu
+    comp = g["cls"].to_numpy() == metrics.COMPUTE
+    ck = comm_rows(w)
+    base = clocks.base_us(trace.meta)
+    seq = comm.sequence(ck.join(lateness.queue_before(ck, g, phased.phase)), ck["step"].to_numpy(), base)
+    return RankView(work=w, phases=phased, comm=ck, compute=metrics.merge(g["ts"].to_numpy()[comp],
+                                                                          g["end"].to_numpy()[comp]),
+                    comm_seq=seq, base_us=base)
+
+
+def view(trace: Trace, pattern: re.Pattern[str]) -> RankView:
+    """:func:`compute_view`, cached on the trace per regex."""
+    key = ("view", pattern.pattern, pattern.flags)
+    hit = trace.derived.get(key)
+    if hit is None:
+        hit = trace.derived[key] = compute_view(trace, pattern)
+    return hit

@@ -120,26 +120,47 @@ def _refuse_mixed(path: Path, described: list[TraceFile]) -> None:
                          "pass one run's traces")
 
 
+def _by_rank(path: Path, described: list[TraceFile]) -> dict[int, list[TraceFile]]:
+    """Each rank's files, one per profiling window; several per rank need golfprof metadata to be one run's."""
+    by_rank: dict[int, list[TraceFile]] = defaultdict(list)
+    for f in described:
+        by_rank[f.rank].append(f)
+    several = [(r, fs) for r, fs in sorted(by_rank.items()) if len(fs) > 1]
+    if several and not any(f.run is not None for f in described):
+        r, fs = several[0]
+        raise TraceError(
+            f"{path}: {len(fs)} traces for rank {r} ({', '.join(f.path.name for f in fs[:3])}) "
+            "and no golfprof metadata to tell windows of one run from mixed runs; pass one trace or folder per run"
+        )
+    return by_rank
+
+
+def _missing_ranks(path: Path, described: list[TraceFile], ranks: set[int]) -> str | None:
+    """The ranks a world lacks: bad input for a golfprof run's set of several files, else a warning (returned)."""
+    worlds = {f.world_size for f in described if f.world_size is not None}
+    if not worlds:
+        return None
+    world = worlds.pop()
+    missing = sorted(set(range(world)) - ranks)
+    if not missing:
+        return None
+    found = f"world_size {world}, found {len(ranks)}"
+    # golfprof writes every rank's trace, so a gap in its set is a lost rank: bad input. Elsewhere tracing a
+    # few ranks of a large job is common practice, and a single file is one rank by choice: a warning.
+    if len(described) > 1 and any(f.run is not None for f in described):
+        raise TraceError(f"{path}: ranks missing from the set: {_ranges(missing)} ({found}); "
+                         "pass a folder with every rank's trace, or one trace file")
+    return f"ranks missing from the set: {_ranges(missing)} ({found})"
+
+
 def discover(path: Path) -> Discovery:
     """Find and group the traces under PATH; raises TraceError for mixed or ambiguous sets."""
     path = Path(path)
     files = _candidates(path)
     described = [_describe(p, read_header(p), len(files) == 1) for p in files]
-
     _refuse_mixed(path, described)
-    worlds = {f.world_size for f in described if f.world_size is not None}
-    runs = {f.run for f in described if f.run is not None}
-
-    by_rank: dict[int, list[TraceFile]] = defaultdict(list)
-    for f in described:
-        by_rank[f.rank].append(f)
+    by_rank = _by_rank(path, described)
     n_windows = max(len(v) for v in by_rank.values())
-    if n_windows > 1 and not runs:
-        r, fs = next((r, fs) for r, fs in sorted(by_rank.items()) if len(fs) > 1)
-        raise TraceError(
-            f"{path}: {len(fs)} traces for rank {r} ({', '.join(f.path.name for f in fs[:3])}) "
-            "and no golfprof metadata to tell windows of one run from mixed runs; pass one trace or folder per run"
-        )
     warnings = []
     uneven = sorted(r for r, fs in by_rank.items() if len(fs) != n_windows)
     if uneven:
@@ -150,15 +171,7 @@ def discover(path: Path) -> Discovery:
         of = f" of a world of {lone.world_size}" if lone.world_size else ""
         warnings.append(f"{lone.path.name}: the trace records no rank (no distributedInfo.rank, no rank<N> in its "
                         f"name): analysed as the one trace{of}")
-    elif worlds:
-        world = worlds.pop()
-        missing = sorted(set(range(world)) - set(by_rank))
-        found = f"world_size {world}, found {len(by_rank)}"
-        # golfprof writes every rank's trace, so a gap in its set is a lost rank: bad input. Elsewhere tracing a
-        # few ranks of a large job is common practice, and a single file is one rank by choice: a warning.
-        if missing and len(files) > 1 and runs:
-            raise TraceError(f"{path}: ranks missing from the set: {_ranges(missing)} ({found}); "
-                             "pass a folder with every rank's trace, or one trace file")
-        if missing:
-            warnings.append(f"ranks missing from the set: {_ranges(missing)} ({found})")
+    else:
+        missing = _missing_ranks(path, described, set(by_rank))
+        warnings += [missing] if missing else []
     return Discovery(windows=windows, warnings=warnings)

@@ -16,7 +16,7 @@ import zlib
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -275,13 +275,18 @@ def _walk_events(r: _Reader, cols: _Columns) -> None:
     if r.peek() == "]":
         r.pos += 1
         return
+    add = _recorder(cols)
+    ts_is_float = False
+    for e in _scan_events(r):
+        if type(e) is dict:
+            ts_is_float = add(e) or ts_is_float
+    cols.ts_is_float = cols.ts_is_float or ts_is_float
+
+
+def _scan_events(r: _Reader) -> Iterator[Any]:
+    """Each value of the event array, decoded straight from the reader's window while it holds whole events."""
     scan = _DECODER.scan_once
     sep = _SEP.match
-    cat_a, name_a, pid_a, tid_a = cols.cat.append, cols.name.append, cols.pid.append, cols.tid.append
-    ts_a, dur_a, corr_a, stream_a = cols.ts.append, cols.dur.append, cols.corr.append, cols.stream.append
-    cats, names, ids, comm = cols.cats, cols.names, cols.ids, cols.comm
-    num = (int, float)
-    ts_is_float = False
     buf, pos = r.buf, _WS.match(r.buf, r.pos).end()  # type: ignore[union-attr]
     while True:
         try:
@@ -298,53 +303,60 @@ def _walk_events(r: _Reader, cols: _Columns) -> None:
             pos = -1
         else:
             pos = m.end()
-        if type(e) is dict:
-            ts = e.get("ts")
-            if type(ts) is not int:
-                ts_is_float = True
-            dur = e.get("dur")
-            cat = e.get("cat")
-            if type(dur) in num and type(ts) in num and cat is not None and cat != "Trace":
-                c = cats.get(cat)
-                if c is None:
-                    c = cats[cat] = len(cats)
-                name = e.get("name", "")
-                if type(name) is not str:
-                    name = str(name)
-                n = names.get(name)
-                if n is None:
-                    n = names[name] = len(names)
-                pid, tid = e.get("pid"), e.get("tid")
-                p = ids.get(pid)
-                if p is None:
-                    p = ids[pid] = len(ids)
-                t = ids.get(tid)
-                if t is None:
-                    t = ids[tid] = len(ids)
-                corr = stream = -1
-                args = e.get("args")
-                if type(args) is dict:
-                    v = args.get("correlation")
-                    if type(v) is int:
-                        corr = v
-                    v = args.get("stream")
-                    if v is not None:
-                        stream = v if type(v) is int else _stream_value(v)
-                    if "Collective name" in args:
-                        comm.append((len(cols.ts),) + tuple(args.get(k) for k in COMM_ARG_KEYS))
-                cat_a(c)
-                name_a(n)
-                pid_a(p)
-                tid_a(t)
-                ts_a(ts)
-                dur_a(dur)
-                corr_a(corr)
-                stream_a(stream)
+        yield e
         if pos < 0:  # no ',' straight after the event: the array ends, or the window does
             if r.expect(",]", "',' or ']' between events") == "]":
-                break
+                return
             buf, pos = r.buf, _WS.match(r.buf, r.pos).end()  # type: ignore[union-attr]
-    cols.ts_is_float = cols.ts_is_float or ts_is_float
+
+
+def _recorder(cols: _Columns) -> Callable[[dict[str, Any]], bool]:
+    """``add(event)``: one complete event's fields appended to ``cols`` (others skipped); True when its ts is
+    not an int (HTA's rounding then applies)."""
+    cat_a, name_a, pid_a, tid_a = cols.cat.append, cols.name.append, cols.pid.append, cols.tid.append
+    ts_a, dur_a, corr_a, stream_a = cols.ts.append, cols.dur.append, cols.corr.append, cols.stream.append
+    cats, names, ids, comm = cols.cats, cols.names, cols.ids, cols.comm
+    num = (int, float)
+
+    def add(e: dict[str, Any]) -> bool:
+        ts, dur, cat = e.get("ts"), e.get("dur"), e.get("cat")
+        if type(dur) in num and type(ts) in num and cat is not None and cat != "Trace":
+            c = cats.get(cat)
+            if c is None:
+                c = cats[cat] = len(cats)
+            name = e.get("name", "")
+            if type(name) is not str:
+                name = str(name)
+            n = names.get(name)
+            if n is None:
+                n = names[name] = len(names)
+            pid, tid = e.get("pid"), e.get("tid")
+            p = ids.get(pid)
+            if p is None:
+                p = ids[pid] = len(ids)
+            t = ids.get(tid)
+            if t is None:
+                t = ids[tid] = len(ids)
+            corr = stream = -1
+            args = e.get("args")
+            if type(args) is dict:
+                v = args.get("correlation")
+                corr = v if type(v) is int else -1
+                v = args.get("stream")
+                stream = -1 if v is None else v if type(v) is int else _stream_value(v)
+                if "Collective name" in args:
+                    comm.append((len(cols.ts),) + tuple(args.get(k) for k in COMM_ARG_KEYS))
+            cat_a(c)
+            name_a(n)
+            pid_a(p)
+            tid_a(t)
+            ts_a(ts)
+            dur_a(dur)
+            corr_a(corr)
+            stream_a(stream)
+        return type(ts) is not int
+
+    return add
 
 
 def read_header(path: Path) -> dict[str, Any]:

@@ -74,6 +74,8 @@ def _rank_json(r: RankSummary) -> dict[str, Any]:
                                                              for k, v in r.window_check.items()},
         "phases": phases,
         "collectives": [{k: _num(v) for k, v in row.items()} for row in r.collectives.to_dict("records")],
+        "recorded_collectives": [{k: bool(v) if isinstance(v, (bool, np.bool_)) else _num(v) for k, v in row.items()}
+                                 for row in r.recorded.to_dict("records")],
         "notes": r.notes,
     }
 
@@ -177,6 +179,14 @@ def _collective_table(r: RankSummary, title: str) -> Table:
     return _table(title, cols, rows, left=3)
 
 
+def _recorded_table(r: RankSummary, title: str) -> Table:
+    rows = [[c["op"], c["dtype"] or "–", c["phase"] or "–", _f(c["count_per_step"], ".1f"),
+             fmt_bytes(c["bytes_per_step"]), fmt_bytes(c["median_bytes"]) + (" (data-sized)" if c["data_dependent"]
+                                                                              else "")]
+            for _, c in r.recorded.iterrows()]
+    return _table(title, ["op", "dtype", "phase", "/step", "bytes/step", "med size"], rows, left=3)
+
+
 def _skew_table(waits: pd.DataFrame) -> Table:
     rows = [[str(s["rank"]), s["op"], "–" if s["waits_for"] is None or s["waits_for"] != s["waits_for"]
              else str(int(s["waits_for"])), fmt_ms(s["wait_ms_per_step"]), fmt_ms(s["comm_ms_per_step"])]
@@ -214,6 +224,8 @@ def render(console: Console, runs: list[RunSummary], diagnoses: list[Diagnosis])
                 console.print(_phase_table(r, f"phases, {where}: ms per step", console.width))
             if not r.collectives.empty:
                 console.print(_collective_table(r, f"collectives, {where}: per step"))
+            if not r.recorded.empty:
+                console.print(_recorded_table(r, f"collectives issued, {where}: per step (recorded by golfprof)"))
         if not run.skew.empty and (run.skew["wait_ms_per_step"] > 0).any():
             console.print(_skew_table(run.skew[run.skew["wait_ms_per_step"] > 0]))
     if diagnoses:

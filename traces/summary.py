@@ -42,6 +42,7 @@ class RankSummary:
     start_us: float = 0.0  # the trace's first event (its own clock) and its baseTimeNanoseconds in µs:
     base_us: float = 0.0  # what a merged trace needs to put every rank on one clock
     window_check: dict[str, Any] | None = None  # typical.window_vs_timers, when the run's step timers are at hand
+    recorded: pd.DataFrame = field(default_factory=pd.DataFrame)  # recorded.per_step: collectives issued (any backend)
 
     @property
     def overlap_pct(self) -> float | None:
@@ -113,8 +114,8 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
     """
     ev = trace.events
     notes: list[str] = []
-    w = derived.work(trace)
-    phased = derived.phases(trace, pattern)
+    v = derived.view(trace, pattern)
+    w, phased = v.work, v.phases
     st, g = w.steps, w.gpu
     n_steps = w.n_steps
     if st.empty:
@@ -131,8 +132,7 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
         notes.append("no kernel launch is in the trace: GPU work is given to the step it ran in")
     g_range = phased.gpu_range
     g_cls = g["cls"].to_numpy()
-    comp = g_cls == metrics.COMPUTE
-    compute = metrics.merge(g["ts"].to_numpy()[comp], g["end"].to_numpy()[comp])
+    compute = v.compute
     in_steps = w.in_steps
 
     sync_m = events.cat_mask(ev, events.LAUNCH_CATS) & events.name_mask(ev["name"], SYNC_RE)
@@ -142,15 +142,12 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
     gap = np.where(in_steps, metrics.gaps_before(g["ts"].to_numpy(), g["end"].to_numpy(), lo), 0.0)
     phases = phase_table(ranges, phased.parent, g, g_range, g_cls, gap, sync, sync_range, compute, n_steps, has_gpu)
 
-    ck = derived.comm_rows(w)
+    ck = v.comm
     comm_ms = exposed = unattributed = None
     if has_gpu:
-        per = 1e3 * n_steps
-        merged_comm = metrics.merge(ck["ts"].to_numpy(), ck["end"].to_numpy())
-        comm_ms = metrics.length(merged_comm) / per
-        exposed = (metrics.length(merged_comm) - metrics.intersection(merged_comm, compute)) / per
+        comm_ms, exposed = v.comm_per_step()
         loose = in_steps & (g_range < 0)
-        unattributed = float(g["dur"].to_numpy()[loose].sum()) / per
+        unattributed = float(g["dur"].to_numpy()[loose].sum()) / (1e3 * n_steps)
     before = before_window(w)
     note = _before_note(before)
     if note:
@@ -173,13 +170,12 @@ def summarize_rank(trace: Trace, rank: int, pattern: re.Pattern[str], window: in
         unattributed_gpu_ms=unattributed,
         phases=phases,
         collectives=comm.collectives(ck, compute, n_steps),
-        comm_seq=comm.sequence(ck.join(lateness.queue_before(ck, g, phased.phase)), ck["step"].to_numpy(),
-                               clocks.base_us(trace.meta)),
+        comm_seq=v.comm_seq,
         before=before,
         notes=notes,
         rank_known=rank_known,
         start_us=float(ev["ts"].min()) if len(ev) else 0.0,
-        base_us=clocks.base_us(trace.meta),
+        base_us=v.base_us,
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from golfprof.ablations.matrix import interleaved, run_matrix
-from golfprof.cli import _DEFAULTS, build_spec
+from golfprof.ablations.spec import build_spec, code_defaults
 from golfprof.results.comparison import comparison
 from tests.cli import run as golfprof
 
@@ -22,7 +22,7 @@ STEPS = 12
 
 
 def _spec(tmp: Path, **over):
-    opts = {**_DEFAULTS, "variant": "explicit_banks", "preset": "tiny", "steps": STEPS, "device": "cpu",
+    opts = {**code_defaults(), "variant": "explicit_banks", "preset": "tiny", "steps": STEPS, "device": "cpu",
             "bf16": "none", "runs_dir": tmp / "runs", "data_dir": tmp / "data", "warmup_steps": 2}
     opts.update(over)
     return build_spec(**opts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from golfprof.ablations.run import Progress
+from golfprof.ablations.instruments import Progress
 from tests.cli import run
 
 

@@ -165,7 +165,7 @@ def test_ablate_prints_the_predicted_comparison(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--simulate-world", "0"], "--simulate-world must be >= 1"),
+    (["--simulate-world", "0"], "--simulate-world 0: must be >= 1"),
     (["--simulate-world", "8", "--simulate-rank", "8"], "--simulate-rank 8 is outside 0..7"),
     (["--simulate-world", "8", "--comm-model", "no-such-table.json"], "--comm-model no-such-table.json: no such file"),
     (["--simulate-world", "8", "--simulate-nodes", "3"], "--simulate-nodes 3"),

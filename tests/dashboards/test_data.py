@@ -91,6 +91,31 @@ def test_comparison_matches_comparison_json(matrix: Path):
     assert (parts >= f["ms_per_step"] - 1e-9).all()  # the stack reaches the total
 
 
+def test_a_matrix_comparison_json_is_read_when_it_holds_the_rows(tmp_path: Path, matrix: Path):
+    """The dashboard draws the rows `golfprof ablate` wrote; rows of other runs are computed instead."""
+    from golfprof.profiler.rundir import MatrixDir
+    from golfprof.results.comparison import comparison_frame
+
+    m = tmp_path / "m"
+    shutil.copytree(matrix, m)
+    stored = matrix_comparison(m, load_state(m))
+    for row in stored["rows"]:
+        if (row["variant"], row["metric"]) == ("ddp_banks", "optimizer_ms"):
+            row["value"] += 1000.0  # a mark: only a read of the file shows it
+    MatrixDir(m).write_comparison(stored, comparison_frame(stored))
+    found = find_runs([m])
+    assert set(found.comparisons) == {m}
+    labels = data.group_labels([r.summary for r in found.runs])
+    cmp = data.comparison(found.runs, labels, "explicit_banks", found.comparisons[m])
+    computed = data.comparison(found.runs, labels, "explicit_banks")
+    assert cmp.source == "comparison.json" and computed.source == "computed"
+    f, g = cmp.frame.set_index("variant"), computed.frame.set_index("variant")
+    assert f.loc["ddp_banks", "optimizer_ms"] == pytest.approx(g.loc["ddp_banks", "optimizer_ms"] + 1000.0)
+    assert f.drop(columns="optimizer_ms").equals(g.drop(columns="optimizer_ms"))
+    fewer = data.comparison(found.runs[:3], labels[:3], "explicit_banks", found.comparisons[m])
+    assert fewer.source == "computed"  # one run of ddp_banks, not the two the file compared
+
+
 def test_trend_order_threshold_and_regression(series: list[Path]):
     runs = find_runs(list(reversed(series))).runs
     ordered = data.ordered(runs, "time")

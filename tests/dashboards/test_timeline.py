@@ -117,3 +117,38 @@ def test_real_gpu_trace_stays_light_and_complete(gpu_run: Path):
     assert drawn["busy_ms"].sum() == pytest.approx(own["dur"].sum() / 1e3)
     assert {"cpu", "compute"} == set(seg["kind"])
     assert T.comm_overlap(rt).empty  # one GPU: no NCCL kernels
+
+
+def _with_an_empty_step(path: Path) -> Path:
+    """Three profiled steps; the middle one launches no GPU work. Steps 1 and 3 each run a 300 µs collective,
+    100 µs then 200 µs of it under a compute kernel: per profiled step 0.2 ms of communication, 0.1 ms exposed."""
+    from tests.traces.kineto_synth import TraceBuilder
+
+    b = TraceBuilder()
+    for n, t0, hidden in ((1, 0.0, 100.0), (2, 1000.0, None), (3, 2000.0, 200.0)):
+        b.step(n, t0, 1000.0)
+        b.cpu("golfprof/step/forward", t0 + 5, 400.0)
+        b.cpu("golfprof/step/optimizer", t0 + 500, 400.0)
+        if hidden is None:
+            continue
+        b.kernel("sm90_gemm_bf16", t0 + 10, t0 + 100, 200.0 + hidden)
+        b.nccl("all_reduce", t0 + 510, t0 + 300.0, 300.0)
+    return b.write(path)
+
+
+def test_analyze_and_the_dashboard_agree_on_overlap_with_an_empty_step(tmp_path: Path):
+    """Both divide by every profiled step, the one that launched nothing included (3 here, not 2)."""
+    import json
+
+    from tests.cli import invoke
+
+    trace = _with_an_empty_step(tmp_path / "rank0.pt.trace.json")
+    result = invoke("analyze", trace, "--json")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)["ranks"][0]
+    total = T.comm_overlap(_rank(trace)).set_index("phase").loc["all phases"]
+    assert r["steps"] == 3
+    assert r["comm_ms"] == pytest.approx(0.2, abs=1e-6) and total["comm_ms"] == pytest.approx(0.2, abs=1e-9)
+    assert r["exposed_comm_ms"] == pytest.approx(0.1, abs=1e-6) and total["exposed_ms"] == pytest.approx(0.1, abs=1e-9)
+    assert r["comm_comp_overlap_pct"] == pytest.approx(100 * total["hidden_ms"] / total["comm_ms"], abs=0.01)
+    assert total["kernels"] == pytest.approx(2 / 3)

@@ -7,6 +7,7 @@ a case runs there, and its tree (names, kinds, contents) is compared before and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,7 +15,9 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import pytest
 
 OLD_RUN = "runs/20000101-000000-explicit_banks"
 
@@ -86,3 +89,73 @@ def assert_refused(result: Any, code: int, message: str, root: Path, before: dic
     assert after == before, {"added": sorted(set(after) - set(before)), "removed": sorted(set(before) - set(after)),
                              "changed": sorted(k for k in before if k in after and after[k] != before[k])}
     return line
+
+
+def _mount(path: Path, options: str) -> bool:
+    """A tmpfs at ``path`` (root only); False where the system does not allow it."""
+    if os.geteuid() != 0:
+        return False
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    return done.returncode == 0
+
+
+def _unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@contextlib.contextmanager
+def read_only_folder(path: Path) -> Iterator[Path]:
+    """An empty folder nothing can be written in: a read-only tmpfs as root (permissions do not stop root), a
+    mode-555 folder otherwise."""
+    path.mkdir(parents=True)
+    if _mount(path, "ro,size=64k"):
+        try:
+            yield path
+        finally:
+            _unmount(path)
+        return
+    if os.geteuid() == 0:
+        pytest.skip("no read-only folder: root ignores permissions and cannot mount here")
+    path.chmod(0o555)
+    try:
+        yield path
+    finally:
+        path.chmod(0o755)
+
+
+@contextlib.contextmanager
+def full_folder(path: Path) -> Iterator[Path]:
+    """A folder on a full file system: names can be made, no byte can be written (root only: a small tmpfs)."""
+    path.mkdir(parents=True)
+    if not _mount(path, "size=64k"):
+        pytest.skip("a full file system needs a tmpfs mount (root)")
+    try:
+        fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        yield path
+    finally:
+        _unmount(path)
+
+
+def make_run(runs_dir: Path, data_dir: Path, *extra: str) -> Path:
+    """One finished tiny run (3 steps, a 1-step profiler window), in this process: a real run folder to read."""
+    from tests.cli import invoke
+
+    before = set(runs_dir.iterdir()) if runs_dir.is_dir() else set()
+    r = invoke("train", "--preset", "tiny", "--steps", "3", "--quiet", "--compile", "off", "--profile-steps", "0,1,1",
+               "--runs-dir", runs_dir, "--data-dir", data_dir, *extra)
+    assert r.exit_code == 0, r.output
+    (new,) = set(runs_dir.iterdir()) - before
+    return new
+
+
+def assert_unchanged(root: Path, before: dict[str, str]) -> None:
+    """A failed (not refused) command may leave what it made, e.g. a data cache; nothing already there changed."""
+    after = tree(root)
+    assert {k: after.get(k) for k in before} == before, sorted(k for k in before if after.get(k) != before[k])

@@ -57,6 +57,21 @@ CASES = [
     ("bench-comm-bytes-order", ["bench", "comm", "--min-bytes", "64", "--max-bytes", "8", "--out", "t.json"],
      "need 1 <= min <= max"),
     ("dashboard-step", ["dashboard", "runs", "--step", "-1", "-o", "new.html"], "'--step'"),
+    ("stall-timeout-0", [*TRAIN, "--stall-timeout", "0"], "--stall-timeout 0.0: must be >= 1"),
+    ("profile-nproc-0", ["profile", "--nproc", "0", "train.py"], "--nproc 0: must be >= 1"),
+    ("profile-steps-0", ["profile", "--steps", "0", "train.py"], "--steps 0: must be >= 1"),
+    ("profile-warmup", ["profile", "--warmup-steps", "-1", "train.py"], "--warmup-steps -1: must be >= 0"),
+    ("profile-world-0", ["profile", "--simulate-world", "0", "train.py"], "--simulate-world 0: must be >= 1"),
+    ("profile-nodes-0", ["profile", "--simulate-world", "2", "--simulate-nodes", "0", "train.py"],
+     "--simulate-nodes 0: must be >= 1"),
+    ("profile-stall-0", ["profile", "--stall-timeout", "0", "train.py"], "--stall-timeout 0.0: must be >= 1"),
+    ("synth-vocab", ["data", "synth", "--out", "d", "--vocab", "1"], "--vocab 1: must be in 4..65536"),
+    ("synth-train-tokens", ["data", "synth", "--out", "d", "--vocab", "300", "--train-tokens", "0"],
+     "--train-tokens must be >= 1"),
+    ("synth-val-tokens", ["data", "synth", "--out", "d", "--vocab", "300", "--val-tokens", "0"],
+     "--val-tokens must be >= 1"),
+    ("synth-shard-tokens", ["data", "synth", "--out", "d", "--vocab", "300", "--shard-tokens", "0"],
+     "--shard-tokens must be >= 1"),
 ]
 
 
