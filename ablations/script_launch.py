@@ -68,8 +68,7 @@ def _check_world(spec: ScriptSpec) -> None:
     if spec.nproc != 1:
         raise ConfigError("--simulate-world plays its ranks in one process after another: leave --nproc at 1")
     check(spec.simulate_world, spec.simulate_rank, spec.simulate_nodes)
-    if spec.comm_model is not None:
-        costmodel.load(spec.comm_model)  # a bad table fails before the script runs
+    costmodel.check_covers(spec.comm_model, spec.simulate_world, spec.simulate_nodes)  # before the script runs
 
 
 def check(spec: ScriptSpec) -> tuple[int, Window | None]:

@@ -173,8 +173,7 @@ def _simulate(specs: dict[str, RunSpec], nproc: int, baseline: str) -> int:
         S.check(spec.simulate_world, spec.simulate_rank, spec.simulate_nodes)
         spec.run.validate(spec.simulate_world)
         check_launch(spec)
-        if spec.comm_model is not None:
-            costmodel.load(spec.comm_model)
+        costmodel.check_covers(spec.comm_model, spec.simulate_world, spec.simulate_nodes)
     results = {}
     for name, spec in specs.items():
         out = S.simulate(spec, spec.simulate_world, spec.simulate_rank, spec.simulate_nodes)  # records only

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from golfprof.errors import ConfigError
+from golfprof.errors import ConfigError, GolfprofWarning
 
 OPS = ("all_reduce", "reduce_scatter", "all_gather", "broadcast")
 PROTOCOLS = ("LL", "LL128", "SIMPLE")
@@ -183,30 +184,37 @@ def interpolate(rows: list[tuple[int, float]], nbytes: float) -> float:
 
 # ---- tables -------------------------------------------------------------------------------------
 
-def _v(d: dict[str, Any], key: str, where: str) -> Any:
-    """A number from the table: each is {"value": x, "source": "..."}, and a number without its source is refused."""
+def _v(d: dict[str, Any], key: str, where: str, *, positive: bool = False) -> float:
+    """A number from the table: each is {"value": x, "source": "..."}, and a number without its source is refused;
+    so is one that is not a finite real, a negative one, and (``positive``: bandwidths, counts) zero."""
     if key not in d:
         raise ConfigError(f"{where}: missing {key!r}")
     item = d[key]
     if not isinstance(item, dict) or "value" not in item or not str(item.get("source", "")).strip():
         raise ConfigError(f"{where}: {key!r} must be {{\"value\": ..., \"source\": \"...\"}} "
                           "(every number cites its source)")
-    return item["value"]
+    x = item["value"]
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ConfigError(f"{where}.{key}: {x!r} is not a finite number")
+    if x < 0 or (positive and x == 0):
+        raise ConfigError(f"{where}.{key}: {x} must be {'> 0' if positive else '>= 0'}")
+    return float(x)
 
 
-def _per(d: dict[str, Any], where: str) -> dict[str, float]:
-    return {k: float(_v(d, k, where)) for k in d}
+def _per(d: dict[str, Any], where: str, *, positive: bool = False) -> dict[str, float]:
+    return {k: _v(d, k, where, positive=positive) for k in d}
 
 
 def _link(d: dict[str, Any], where: str) -> Link:
-    opt = lambda k: float(_v(d, k, where)) if k in d else None  # noqa: E731
+    opt = lambda k, pos=False: _v(d, k, where, positive=pos) if k in d else None  # noqa: E731
     eff = (opt("nic_efficiency_base"), opt("nic_efficiency_gain"))
     over = (opt("net_overhead_us"), opt("net_overhead_simple_factor"))
-    return Link(bus_bw=_per(d.get("bus_bw_GBps", {}), f"{where}.bus_bw_GBps"),
+    return Link(bus_bw=_per(d.get("bus_bw_GBps", {}), f"{where}.bus_bw_GBps", positive=True),
                 hw_latency=_per(d.get("hw_latency_us", {}).get("ring", {}), f"{where}.hw_latency_us.ring"),
-                ll_max_bw=float(_v(d, "ll_max_bw_GBps", where)), ll128_per_channel=opt("ll128_per_channel_max_GBps"),
-                ring_bw=opt("ring_link_bw_GBps"), nic_efficiency=eff if None not in eff else None,  # type: ignore[arg-type]
-                ll_max_bw_many_nodes=opt("ll_max_bw_GBps_over_2_nodes"),
+                ll_max_bw=_v(d, "ll_max_bw_GBps", where, positive=True),
+                ll128_per_channel=opt("ll128_per_channel_max_GBps", True), ring_bw=opt("ring_link_bw_GBps", True),
+                nic_efficiency=eff if None not in eff else None,  # type: ignore[arg-type]
+                ll_max_bw_many_nodes=opt("ll_max_bw_GBps_over_2_nodes", True),
                 net_overhead=over if None not in over else None)  # type: ignore[arg-type]
 
 
@@ -231,18 +239,48 @@ def from_dict(d: dict[str, Any], where: str, inter: dict[str, Any] | None = None
         raise ConfigError(f"{where}: not a golfprof comm table (format {d.get('format')!r})")
     links = d.get("links", {})
     ib = links.get("ib") or ((inter or {}).get("links", {}).get("ib"))
-    measured = {op: {int(w): [(int(b), float(t)) for b, t in rows] for w, rows in by_world.items()}
-                for op, by_world in d.get("measured", {}).items()}
+    measured = _measured(d.get("measured", {}), f"{where}.measured")
     return CommModel(
         name=d.get("name", where), path=where,
         base_latency=_per(d.get("base_latency_us", {}).get("ring", {}), f"{where}.base_latency_us.ring"),
-        gpus_per_node=int(_v(d, "gpus_per_node", where)) if "gpus_per_node" in d else 8,
-        nchannels=int(_v(d, "nchannels", where)) if "nchannels" in d else 16,
+        gpus_per_node=int(_v(d, "gpus_per_node", where, positive=True)) if "gpus_per_node" in d else 8,
+        nchannels=int(_v(d, "nchannels", where, positive=True)) if "nchannels" in d else 16,
         nvlink=_link(links["nvlink"], f"{where}.links.nvlink") if "nvlink" in links else None,
         inter=_link(ib, f"{where}.links.ib") if ib else None,
         interference=float(_v(d, "interference", where)) if "interference" in d else 0.0,
         measured=measured,
     )
+
+
+def _measured(d: Any, where: str) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """Measured rows {op: {world: [[bytes, µs], ...]}}: known ops, whole worlds >= 2, bytes > 0, µs >= 0."""
+    out: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    try:
+        for op, by_world in d.items():
+            if op not in OPS:
+                raise ConfigError(f"{where}: unknown op {op!r} (known: {', '.join(OPS)})")
+            out[op] = {}
+            for w, rows in by_world.items():
+                rows = [(int(b), float(t)) for b, t in rows]
+                if int(w) < 2 or any(b <= 0 or not math.isfinite(t) or t < 0 for b, t in rows):
+                    raise ConfigError(f"{where}.{op}.{w}: need a world >= 2, bytes > 0 and finite µs >= 0")
+                out[op][int(w)] = rows
+    except (AttributeError, TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: malformed ({e}); expected {{op: {{world: [[bytes, us], ...]}}}}") from None
+    return out
+
+
+def check_covers(path: Path | str | None, world: int, nodes: int = 1) -> CommModel:
+    """The table a simulated run will use, refused now if it cannot price every op at this world and node count
+    (the run would otherwise fail after training); warns when one node of the table holds fewer GPUs."""
+    model = load(path)
+    for op in OPS:
+        model.time(op, 1 << 20, world, nodes)
+    if math.ceil(world / nodes) > model.gpus_per_node:
+        warnings.warn(f"--comm-model {model.name}: a node of this table holds {model.gpus_per_node} GPUs, the world "
+                      f"puts {math.ceil(world / nodes)} on each of {nodes} node(s): give --simulate-nodes",
+                      GolfprofWarning, stacklevel=2)
+    return model
 
 
 def load(path: Path | str | None = None) -> CommModel:
