@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from golfprof import faults
-from golfprof.errors import Interrupted
+from golfprof.errors import Diverged, Interrupted
 from golfprof.model.config import ConfigError, RunConfig
 from golfprof.model.data import build_byte_luts, load_validation, target_byte_count
 from golfprof.model.flops import flops_per_token, ortho_flops_per_rank
@@ -249,7 +249,7 @@ def train_loop(trainer: Trainer, loader: Any, device: torch.device, steps: int, 
         ms = (time.perf_counter() - t0) * 1e3
         loss = float(loss_t)
         if not math.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss} at step {step}")
+            raise Diverged(f"loss became {loss} at step {step}: lower the learning rates, or try --bf16 none")
         inst.record(step, loss, ms, trainer.hyper(step))
 
 

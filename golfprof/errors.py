@@ -30,6 +30,12 @@ class DashboardError(GolfprofError, ValueError):
     """Dashboard input that cannot be drawn (no runs found, unreadable run, bad option)."""
 
 
+class Diverged(GolfprofError):
+    """Training produced a non-finite loss: a failed run (exit 1), said in one line with the step."""
+
+    exit_code = 1
+
+
 class Interrupted(GolfprofError):
     """Ctrl-C (or SIGTERM) stopped a run; the message says what, which folder is incomplete and how to resume.
 

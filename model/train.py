@@ -57,7 +57,9 @@ class Trainer:
                     bf16_embeddings="embeddings" in t.bf16, bf16_rotary="rotary" in t.bf16)
         self.model = model.to(device)
         groups = self.model.param_groups()
-        self.adam = build_adam(groups, run.train, fused=device.type == "cuda")
+        # fused on the CPU too: its kernel does the arithmetic in fp32, where the plain one works in the parameter's
+        # dtype and golf7l's fp16 embeddings went NaN at step 1 (eps=1e-8 and grad**2 underflow to 0 in fp16)
+        self.adam = build_adam(groups, run.train, fused=device.type in ("cuda", "cpu"))
 
         fwd: nn.Module = self.model
         if t.compile_enabled(device.type):
