@@ -23,8 +23,8 @@ def parse_bound(text: str) -> float:
         value = float(t)
     except ValueError:
         raise ConfigError(f"--max-increase {text!r}: expected a percentage such as 5%") from None
-    if value < 0 or math.isnan(value):
-        raise ConfigError(f"--max-increase {text!r} must be >= 0")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"--max-increase {text!r} must be a finite percentage >= 0 (inf would disable the gate)")
     return value
 
 
@@ -43,6 +43,9 @@ def gate_metric(current: RunSamples, baseline: RunSamples, metric: str, bound_pc
     for arr, run in ((a, baseline), (b, current)):
         if len(arr) == 0:
             raise ConfigError(f"metric {metric} is not recorded in {run.source}")
+        if not np.isfinite(arr).all():  # NaN compares false with every bound: the gate would pass unseen
+            raise ConfigError(f"metric {metric} is not finite in {run.source} ({int((~np.isfinite(arr)).sum())} "
+                              "value(s) NaN or inf): a gate needs finite figures")
     base = float(np.median(a))
     sign = -1.0 if hib else 1.0  # positive = worse
     limit = bound_pct / 100 * abs(base)
@@ -75,6 +78,14 @@ def regress(current_path: Path, baseline_path: Path, metrics: list[str], bound_p
             "throttled": throttle_notes({"current": current.summary, "baseline": baseline.summary})}
 
 
+def _refuse_non_finite(source: str, summary: dict[str, Any], samples: dict[str, list[float]]) -> None:
+    """A baseline with NaN or inf would gate nothing (every comparison with it is false): refused, named."""
+    bad = [k for k, v in summary.items() if isinstance(v, float) and not math.isfinite(v)]
+    bad += [f"{k} (a per-step sample)" for k, v in samples.items() if any(not math.isfinite(x) for x in v)]
+    if bad:
+        raise ConfigError(f"{source}: {', '.join(bad)} not finite: a baseline needs finite figures")
+
+
 def save_baseline(run_paths: list[Path], out: Path) -> dict[str, Any]:
     """A committed baseline: the runs' summaries and per-step samples, concatenated per metric."""
     runs = [load_run(p) for p in run_paths]
@@ -86,6 +97,7 @@ def save_baseline(run_paths: list[Path], out: Path) -> dict[str, Any]:
             samples.setdefault(k, []).extend(float(x) for x in v)
     data = {"golfprof_baseline": 1, "sources": [r.source for r in runs], "fingerprint": runs[0].fingerprint,
             "summary": runs[0].summary, "samples": samples}
+    _refuse_non_finite(runs[0].source, runs[0].summary, samples)
     write_json(out, data)
     return data
 

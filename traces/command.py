@@ -147,8 +147,10 @@ def analyze(
     _check_windows(Path(path), runs)
     _attach_recorded(Path(path), runs)
     findings = [d for run in runs for d in diagnose(run)]
-    warnings = list(found.warnings) + [f"rank {rank_label(r)}: {n}" for run in runs for r in run.ranks for n in r.notes]
-    for w in found.warnings:
+    run_warnings = [w for run in runs for w in run.warnings]
+    warnings = list(found.warnings) + run_warnings
+    warnings += [f"rank {rank_label(r)}: {n}" for run in runs for r in run.ranks for n in r.notes]
+    for w in list(found.warnings) + run_warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if merged_trace is not None:
         n = _write_merged(merged_trace, found.windows[0], runs[0])
@@ -187,6 +189,7 @@ def diff(
     from .diff import diff_rank
     from .ranks import load_ranks
     from .report import diff_json, render_diff
+    from .settings import difference_lines
 
     err = Console(stderr=True)
     pattern = _phase_pattern(phases)
@@ -195,6 +198,9 @@ def diff(
     grouped = kernel_names == "grouped"
     if run_b is None and ranks is None:
         raise TraceError("give RUN_B, or --ranks A,B to compare two ranks of RUN_A")
+    if run_b is not None:
+        for kind, text in difference_lines(run_a, run_b):
+            err.print(f"{kind}: {text}", markup=False, highlight=False, soft_wrap=True)
     run_a = _prediction_of(run_a, "A", err)
     run_b = None if run_b is None else _prediction_of(run_b, "B", err)
     a = load_ranks(run_a, pattern, grouped)

@@ -174,4 +174,15 @@ def discover(path: Path) -> Discovery:
     else:
         missing = _missing_ranks(path, described, set(by_rank))
         warnings += [missing] if missing else []
-    return Discovery(windows=windows, warnings=warnings)
+    unfinished = _unfinished(path)
+    return Discovery(windows=windows, warnings=warnings + ([unfinished] if unfinished else []))
+
+
+def _unfinished(path: Path) -> str | None:
+    """A run directory without summary.json never finished (stopped, killed or failed): its traces are what it
+    wrote before that, so the user should know before reading figures from them."""
+    rd = RunDir(path)
+    if not path.is_dir() or not rd.is_unfinished():
+        return None
+    return (f"{path}: this run never finished (no {SUMMARY}: it was stopped, killed or failed); these are the "
+            "traces it wrote before that, and its step timers may be missing or partial")

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import re
+import warnings
 import zlib
 from array import array
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from golfprof.errors import TraceError
+from golfprof.errors import GolfprofWarning, TraceError
 
 _CHUNK_CHARS = 1 << 22
 _MAX_VALUE_CHARS = 1 << 28  # one JSON value larger than this is not a trace event
@@ -397,4 +398,24 @@ def load_trace(path: Path, text: str | None = None) -> Trace:
         copy=False,
     )
     comm_args = pd.DataFrame(cols.comm, columns=["row", *COMM_ARG_KEYS.values()]).set_index("row")
+    events, comm_args = _drop_impossible(path, events, comm_args)
     return Trace(path=path, meta=meta, events=events, comm_args=comm_args, ts_is_float=cols.ts_is_float)
+
+
+def _drop_impossible(path: Path, events: pd.DataFrame, comm_args: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events with a negative duration or a NaN/inf timestamp or duration cannot be placed on a timeline: they are
+    dropped with a warning that counts them (rows renumbered, the collectives' argument rows with them)."""
+    ts, dur = events["ts"].to_numpy(), events["dur"].to_numpy()
+    bad = ~np.isfinite(ts) | ~np.isfinite(dur) | (dur < 0)
+    if not bad.any():
+        return events, comm_args
+    negative, non_finite = int((np.isfinite(dur) & (dur < 0)).sum()), int((~np.isfinite(ts) | ~np.isfinite(dur)).sum())
+    warnings.warn(f"{path}: {int(bad.sum())} event(s) dropped: {negative} with a negative duration, {non_finite} "
+                  "with a NaN or infinite timestamp or duration", GolfprofWarning, stacklevel=3)
+    keep = ~bad
+    position = np.cumsum(keep) - 1
+    if len(comm_args):
+        rows = comm_args.index.to_numpy(dtype=np.int64)
+        comm_args = comm_args[keep[rows]]
+        comm_args.index = position[comm_args.index.to_numpy(dtype=np.int64)]
+    return events[keep].reset_index(drop=True), comm_args

@@ -60,6 +60,7 @@ class RunSummary:
     skew: pd.DataFrame
     clocks: pd.DataFrame = field(default_factory=pd.DataFrame)  # clocks.offsets: each rank's clock vs the lowest
     late: pd.DataFrame = field(default_factory=pd.DataFrame)  # lateness.late_reasons: why the waited-for rank is late
+    warnings: list[str] = field(default_factory=list)  # the window as a whole (unequal_steps)
 
 
 def before_window(w: derived.Work) -> pd.DataFrame:
@@ -218,5 +219,16 @@ def combine(ranks: list[RankSummary], pattern: re.Pattern[str]) -> RunSummary:
         r = next(r for r in ranks if r.rank == rank)
         r.notes = [*r.notes, note]
     skew = comm.rank_skew(seqs)
+    unequal = unequal_steps({r.rank: r.steps for r in ranks})
     return RunSummary(phase_regex=pattern.pattern, ranks=ranks, skew=skew, clocks=offsets,
-                      late=lateness.late_reasons(seqs, skew, offsets))
+                      late=lateness.late_reasons(seqs, skew, offsets), warnings=[unequal] if unequal else [])
+
+
+def unequal_steps(counts: dict[int, int]) -> str | None:
+    """Ranks of one window that profiled different numbers of steps: their per-step figures average different
+    steps and the skew pairs unlike collectives, which a user must be told (a rank stopped early, a trace cut)."""
+    if len(set(counts.values())) <= 1:
+        return None
+    listed = ", ".join(f"rank {r}: {n}" for r, n in sorted(counts.items()))
+    return (f"ranks profiled unequal numbers of steps ({listed}): per-rank figures average different steps, and "
+            "the skew between ranks compares only the collectives they share")
