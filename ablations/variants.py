@@ -27,7 +27,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                       {"bf16": ()}),
     "small_first": ("reduce-scatter the smallest bank first (the speedrun's finding)",
                     {"rs_order": "small_first"}),
-    "bucketed_replicated": ("one flat all-reduce per dtype for the replicated params instead of one per tensor",
+    "bucketed_replicated": ("one flat all-reduce per dtype for the replicated params instead of one per tensor "
+                            "(the later records' grouped small all-reduces: issue 27's small_allreduce=grouped)",
                             {"replicated": "bucketed"}),
     "eager": ("no torch.compile", {"compile": "off"}),
     "packed": ("attention [Wq;Wk;Wv;Wo] and MLP matrices packed to one shape, one reduce-scatter/all-gather "
@@ -43,6 +44,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                             {"layout": "unbanked", "comm": "vectorized"}),
     "record_loader": ("the record's synchronous loader: tokens widened to int64 on the CPU and copied from unpinned "
                       "memory inside the step, instead of prefetched and widened on the device", {"loader": "record"}),
+    "triton_mlp": ("the LeakyReLU(0.5)² MLP through golfprof's Triton kernels: up-projection and activation fused "
+                   "forward, activation gradient fused into the down-projection's backward (parameter-golf's later "
+                   "records)", {"mlp_kernel": "triton_fused"}),
+    "triton_ce": ("softcap-30 cross-entropy forward and backward in one Triton pass, a custom op with an autograd "
+                  "formula, training only (parameter-golf's later records)", {"ce_kernel": "triton_fused"}),
+    "fp8_mlp": ("the MLP's forward projections in FP8 (torch._scaled_mm, delayed scaling), backward in bf16 "
+                "(modded-nanogpt)", {"fp8": "mlp"}),
+    "fp8_mlp_head": ("the MLP's and the LM head's forward projections in FP8 (delayed scaling), backward in bf16 "
+                     "(modded-nanogpt #89)", {"fp8": "mlp_head"}),
+    "later_records": ("the later records' systems changes together: fused MLP backward and CE, FP8 MLP and head "
+                      "forward, the replicated all-reduces as one flat buffer",
+                      {"mlp_kernel": "triton_fused", "ce_kernel": "triton_fused", "fp8": "mlp_head",
+                       "replicated": "bucketed"}),
 }
 
 

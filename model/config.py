@@ -209,6 +209,16 @@ class Toggles:
     loader: Literal["prefetch", "record"] = option(
         "prefetch", "Data loader: {choices} (prefetch: next step's tokens copied and widened on the device while a "
         "step runs; record: the record's synchronous int64 loader).")
+    # model/mlp_triton.py, model/ce_triton.py, model/fp8.py; each falls back to its reference path with a warning
+    mlp_kernel: Literal["inductor", "triton_fused"] = option(
+        "inductor", "LeakyReLU(0.5)^2 MLP: {choices} (triton_fused: golfprof's Triton kernels, the up-projection "
+        "with its activation fused forward and the activation's gradient fused backward; GPU, bf16).")
+    ce_kernel: Literal["inductor", "triton_fused"] = option(
+        "inductor", "Softcapped cross-entropy in training: {choices} (triton_fused: one Triton pass writes loss "
+        "and gradient; GPU).")
+    fp8: Literal["off", "mlp", "mlp_head"] = option(
+        "off", "FP8 forward projections (delayed scaling, bf16 backward): {choices} (GPUs of compute capability "
+        "8.9+, bf16).")
 
     def validate(self) -> None:
         validate_choices(self)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import fp8 as FP8
 from .attention import causal_attention
 from .config import ModelConfig
 
@@ -142,6 +143,9 @@ class GPT(nn.Module):
         bf16_embeddings: bool = False,
         bf16_rotary: bool = False,
         attention: str = "sdpa",
+        mlp_kernel: str = "inductor",
+        ce_kernel: str = "inductor",
+        fp8: str = "off",
     ) -> None:
         super().__init__()
         cfg.validate()
@@ -150,6 +154,8 @@ class GPT(nn.Module):
         self.bf16_rotary = bf16_rotary
         # a backend resolve_backend returned for the run's device (the Trainer resolves the toggle)
         self.attention = attention
+        # the kernels that run (model/kernel_choice.py resolves the toggles; the Triton / FP8 paths are bf16)
+        self.mlp_kernel, self.ce_kernel, self.fp8 = mlp_kernel, ce_kernel, fp8
         gen = torch.Generator().manual_seed(seed)
         L = cfg.num_layers
 
@@ -181,6 +187,9 @@ class GPT(nn.Module):
         else:
             raise ValueError(f"unknown layout {layout!r}")
 
+        if fp8 != "off":  # delayed-scaling amax histories, not state: left out of state_dict (and the EMA)
+            self.register_buffer("fp8_mlp_hist", FP8.new_history(2 * L).view(L, 2, 2, -1), persistent=False)
+            self.register_buffer("fp8_head_hist", FP8.new_history(1)[0], persistent=False)
         if bf16_embeddings:
             low = getattr(torch, cfg.embedding_dtype)
             named = dict(self.named_parameters())
@@ -251,13 +260,29 @@ class GPT(nn.Module):
             y = y - (y * vn).sum(-1, keepdim=True) * vn
         return F.linear(y.reshape(B, T, H * hd), wo.to(h.dtype))
 
-    def _mlp(self, h: Tensor, wup: Tensor, wdown: Tensor) -> Tensor:
+    def _mlp(self, h: Tensor, wup: Tensor, wdown: Tensor, layer: int) -> Tensor:
+        slope = self.cfg.leaky_slope if self.cfg.mlp_act == "leaky_relu2" else 0.0
+        if self.fp8 != "off" or self.mlp_kernel == "triton_fused":
+            return self._mlp_kernels(h.to(torch.bfloat16), wup.to(torch.bfloat16), wdown.to(torch.bfloat16),
+                                     slope, layer)
         u = F.linear(h, wup.to(h.dtype))
         if self.cfg.mlp_act == "leaky_relu2":
             u = F.leaky_relu(u, self.cfg.leaky_slope)
         else:
             u = F.relu(u)
         return F.linear(u.square(), wdown.to(h.dtype))
+
+    def _mlp_kernels(self, h: Tensor, wup: Tensor, wdown: Tensor, slope: float, layer: int) -> Tensor:
+        """The toggled MLP paths, on bf16 operands: FP8 forward (fused or autograd backward) or the fused kernels."""
+        from . import mlp_triton
+
+        if self.fp8 == "off":
+            return mlp_triton.mlp(h, wup, wdown, slope)
+        hist = self.fp8_mlp_hist[layer]
+        if self.mlp_kernel == "triton_fused":
+            return FP8.mlp_fused_backward(h, wup, wdown, hist, slope)
+        u = F.leaky_relu(FP8.linear(h, wup, hist[0]), slope)
+        return FP8.linear(u.square(), wdown, hist[1])
 
     def hidden(self, ids: Tensor) -> Tensor:
         cfg = self.cfg
@@ -285,17 +310,27 @@ class GPT(nn.Module):
             xsa = i >= cfg.num_layers - cfg.xsa_last_n
             a = self._attention(blk, rms_norm(x_in) * blk.ln_scale, wq, wk, wv, wo, ve, cos, sin, xsa)
             x = x_in + blk.attn_scale.to(x.dtype) * a
-            x = x + blk.mlp_scale.to(x.dtype) * self._mlp(rms_norm(x) * blk.ln_scale, wup, wdown)
+            x = x + blk.mlp_scale.to(x.dtype) * self._mlp(rms_norm(x) * blk.ln_scale, wup, wdown, i)
             if i < n_enc:
                 skips.append(x)
         return rms_norm(x)
 
-    def logits(self, ids: Tensor) -> Tensor:
+    def raw_logits(self, ids: Tensor) -> Tensor:
+        """The LM head's output before the softcap (bf16 under autocast or FP8; fp32 otherwise)."""
         x = self.hidden(ids)
-        z = F.linear(x, self.tok_emb.weight.to(x.dtype)).float()
+        if self.fp8 == "mlp_head":
+            return FP8.linear(x.to(torch.bfloat16), self.tok_emb.weight.to(torch.bfloat16), self.fp8_head_hist)
+        return F.linear(x, self.tok_emb.weight.to(x.dtype))
+
+    def logits(self, ids: Tensor) -> Tensor:
+        z = self.raw_logits(ids).float()
         c = self.cfg.logit_softcap
         return c * torch.tanh(z / c)
 
     def forward(self, ids: Tensor, targets: Tensor) -> Tensor:
+        if self.ce_kernel == "triton_fused" and self.training and torch.is_grad_enabled():
+            from .ce_triton import cross_entropy  # training only: its forward writes the gradient too
+
+            return cross_entropy(self.raw_logits(ids), targets, self.cfg.logit_softcap)
         z = self.logits(ids)
         return F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1))

@@ -6,6 +6,7 @@ Phase marks wrap whole compiled calls (Dynamo would drop marks inside compiled r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from .attention import prepare as prepare_attention
 from .attention import resolve_backend
 from .config import RunConfig
 from .gpt import GPT
+from .kernel_choice import resolve as resolve_kernels
 from .optim import EMA, build_adam, lr_multiplier, muon_momentum
 from .schedules import DDPSchedule, LocalSchedule, StepHyper
 from .sharded import ShardedSchedule
@@ -53,8 +55,10 @@ class Trainer:
             t.attention, device, heads=(run.model.num_heads, run.model.num_kv_heads, run.model.head_dim),
             dtype=torch.bfloat16 if "weights" in t.bf16 else torch.float32)
         prepare_attention(self.attention_used, run.train.seq_len, device)
+        self.kernels = resolve_kernels(t, device)  # fused MLP / CE and FP8 fall back where they cannot run
         model = GPT(run.model, t.layout, seed=run.train.seed, attention=self.attention_used,
-                    bf16_embeddings="embeddings" in t.bf16, bf16_rotary="rotary" in t.bf16)
+                    bf16_embeddings="embeddings" in t.bf16, bf16_rotary="rotary" in t.bf16,
+                    **dataclasses.asdict(self.kernels))
         self.model = model.to(device)
         groups = self.model.param_groups()
         # fused on the CPU too: its kernel does the arithmetic in fp32, where the plain one works in the parameter's
