@@ -98,6 +98,44 @@ def bench_ortho_cmd(device: Device = "auto", reps: Reps = 50, warmup: Warmup = 1
     console.print(f"written: {path}", highlight=False)
 
 
+FUSED_NO_GPU = ("bench {kind} times GPU kernels and no CUDA device is visible; --device cpu gives a smoke run "
+                "(tiny shapes, reference rows only, host timer)")
+FusedOut = Annotated[Optional[Path], typer.Option(help="Result JSON (default: benchmarks/results/<bench>_<gpu>.json).")]
+
+
+def _bench_fused(kind: str, device: str, reps: int, warmup: int, out: Optional[Path]) -> None:
+    from golfprof.bench.fused import bench_fused, table
+    from golfprof.bench.ortho import write_result
+    from golfprof.model.device import resolve_device
+
+    if reps < 1 or warmup < 0:
+        raise ConfigError("--reps must be >= 1 and --warmup >= 0")
+    resolved = resolve_device(device, gpu_only=FUSED_NO_GPU.format(kind=kind))
+    if out is not None:
+        from golfprof.profiler.rundir import check_output
+
+        check_output(out, "--out", force=True)  # a re-run replaces it: the newest measurement is the result
+    result = bench_fused(kind, resolved, reps=reps, warmup=warmup, command=shlex.join(["golfprof", *sys.argv[1:]]))
+    slug = "".join(c if c.isalnum() else "_" for c in result["device"].lower()).strip("_")
+    path = write_result(result, out or Path("benchmarks/results") / f"{kind}_{slug}.json")
+    console.print(table(result), highlight=False)
+    console.print(f"written: {path}", highlight=False)
+
+
+@bench_app.command("mlp")
+def bench_mlp_cmd(device: Device = "auto", reps: Reps = 30, warmup: Warmup = 5, out: FusedOut = None) -> None:
+    """The LeakyReLU(0.5)² MLP at the full preset's shapes: compiled reference vs the fused Triton kernels,
+    forward and forward+backward, CUDA events, TFLOP/s against a bf16 matmul ceiling measured in the same run."""
+    _bench_fused("mlp", device, reps, warmup, out)
+
+
+@bench_app.command("ce")
+def bench_ce_cmd(device: Device = "auto", reps: Reps = 30, warmup: Warmup = 5, out: FusedOut = None) -> None:
+    """Softcapped cross-entropy at the full preset's shape: compiled reference vs the fused Triton kernel,
+    forward and forward+backward, CUDA events, GB/s against a device copy's bandwidth measured in the same run."""
+    _bench_fused("ce", device, reps, warmup, out)
+
+
 @bench_app.command("comm")
 def bench_comm_cmd(
     nproc: Annotated[int, typer.Option(help="Processes: one per GPU (NCCL) with CUDA, gloo on the CPU.")] = 1,
@@ -107,6 +145,12 @@ def bench_comm_cmd(
     max_bytes: Annotated[int, typer.Option(help="Largest message (the sweep multiplies by 4).")] = 256 << 20,
     op: Annotated[Optional[list[str]], typer.Option(
         help="Op(s) to time: all_reduce, reduce_scatter, all_gather, broadcast (default: all).")] = None,
+    interference: Annotated[bool, typer.Option(
+        help="Instead of the sweep, one GPU: the trainer's GEMMs beside a copy kernel on k SMs; the slowdown is "
+             "written into the table at --out as interference_probe (docs/simulated-worlds.md).")] = False,
+    interference_sms: Annotated[Optional[int], typer.Option(
+        help="With --interference: the copy kernel's CTAs (default: the table's nchannels, else 16).")] = None,
+    preset: Preset = "full",
 ) -> None:
     """Time every collective over a size sweep at the world size present and write a cost table, which
     `--comm-model FILE` then predicts with: calibrate first, predict after."""
@@ -116,6 +160,12 @@ def bench_comm_cmd(
     if min_bytes < 1 or max_bytes < min_bytes:
         raise ConfigError(f"--min-bytes {min_bytes} / --max-bytes {max_bytes}: need 1 <= min <= max")
     check_output(out, "--out", force=True)  # merged into, by design: a table keeps its other world sizes
+    if interference:
+        from golfprof.bench.interference import bench_interference
+
+        got = bench_interference(out, interference_sms, preset)["interference_probe"]
+        console.print(f"interference_probe {got['value']:.4f}: {got['source']}\nwritten: {out}", highlight=False)
+        return
     doc = bench_comm(nproc, out, min_bytes, max_bytes, tuple(op or OPS))
     print_cost_table(doc, nproc, list(op or OPS))
     console.print(f"written: {out}", highlight=False)
