@@ -69,6 +69,10 @@ def _check_world(spec: ScriptSpec) -> None:
         raise ConfigError("--simulate-world plays its ranks in one process after another: leave --nproc at 1")
     check(spec.simulate_world, spec.simulate_rank, spec.simulate_nodes)
     costmodel.check_covers(spec.comm_model, spec.simulate_world, spec.simulate_nodes)  # before the script runs
+    if spec.target_gpu:
+        from golfprof.predict.devices import resolve_target
+
+        resolve_target(spec.target_gpu)  # the device table too
 
 
 def check(spec: ScriptSpec) -> tuple[int, Window | None]:
@@ -184,7 +188,7 @@ def _simulated(rd: RunDir, spec: ScriptSpec, warmup: int, window: Window | None,
     write_json(rd.env, env | {"simulated": sim.to_dict()})
     summary = _finish(rd, spec, warmup, window, ranks, env, shim, sim)
     try:
-        doc = predict(rd.path, spec.comm_model, spec.simulate_nodes)
+        doc = predict(rd.path, spec.comm_model, spec.simulate_nodes, spec.target_gpu)
     except ValueError as e:  # the played ranks issued different collectives: no one world replays them
         return Result(1, rd.path, f"the prediction failed: {e}", summary=summary)
     return Result(0, rd.path, summary=summary | {"prediction": doc["prediction"]})

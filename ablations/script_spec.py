@@ -58,6 +58,7 @@ class ScriptSpec:
     simulate_rank: str = _as_in_run_spec("simulate_rank")
     simulate_nodes: int = _as_in_run_spec("simulate_nodes")
     comm_model: str | None = _as_in_run_spec("comm_model")
+    target_gpu: str | None = _as_in_run_spec("target_gpu")
     stall_timeout: float = _as_in_run_spec("stall_timeout")
     env: dict[str, str] = field(default_factory=dict)  # --env K=V, set in every rank before the script starts
     run_dir: str | None = None

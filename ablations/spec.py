@@ -47,6 +47,9 @@ class RunSpec:
     comm_model: str | None = option(
         None, "With --simulate-world: cost table, h100, h200 or a file from `golfprof bench comm` "
         "(default: the GPU's, else h200).")
+    target_gpu: str | None = option(
+        None, "With --simulate-world: also predict the step on this GPU, h100, h200 or a device table FILE (every "
+        "kernel rescaled by the target's peak bf16 FLOP/s or HBM bandwidth); see docs/simulated-worlds.md.")
     stall_timeout: float = option(
         600.0, "Seconds a rank of a spawned job may make no progress (enter no phase) before the job is ended with "
         "its logs kept; collectives time out a minute later.", min=1)

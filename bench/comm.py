@@ -32,6 +32,10 @@ INTERFERENCE_NOTE = ("not measured by bench comm: the literature default of the 
                      "arXiv:2507.03114, 2025: average compute slowdown 18.9% under overlapped communication)")
 
 
+UNCERTAINTY_NOTE = ("golfprof bench comm: the largest (p90 - p10) / 2 / median of one size's repeats, over every op "
+                    "and size measured into this table")
+
+
 def sizes(lo: int = MIN_BYTES, hi: int = MAX_BYTES, factor: int = 4) -> list[int]:
     out, s = [], lo
     while s <= hi:
@@ -53,8 +57,8 @@ def _call(op: str, buf: torch.Tensor, part: torch.Tensor | None) -> None:
 
 
 def time_op(op: str, nbytes: int, world: int, device: torch.device, dtype: torch.dtype,
-            iters: int | None = None, warmup: int = 2) -> float:
-    """Median µs of one collective of `nbytes` (the full buffer) on this rank."""
+            iters: int | None = None, warmup: int = 2, samples: list[float] | None = None) -> float:
+    """Median µs of one collective of `nbytes` (the full buffer) on this rank; ``samples`` receives every time."""
     elem = torch.tensor([], dtype=dtype).element_size()
     n = max(world, nbytes // elem // world * world)
     buf = torch.ones(n, dtype=dtype, device=device)
@@ -70,7 +74,17 @@ def time_op(op: str, nbytes: int, world: int, device: torch.device, dtype: torch
         sync()
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1e6)
+    if samples is not None:
+        samples.extend(times)
     return statistics.median(times)
+
+
+def half_spread(times: list[float]) -> float:
+    """(p90 − p10) / 2 / median of one row's repeats: its relative ±."""
+    if len(times) < 2:
+        return 0.0
+    qs = statistics.quantiles(times, n=10, method="inclusive")
+    return (qs[-1] - qs[0]) / 2 / statistics.median(times)
 
 
 def _worker(rank: int, world: int, store: str, out: str, lo: int, hi: int, ops: tuple[str, ...]) -> None:
@@ -82,9 +96,16 @@ def _worker(rank: int, world: int, store: str, out: str, lo: int, hi: int, ops: 
     dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         dtype = torch.bfloat16 if cuda else torch.float32
-        rows = {op: [[s, time_op(op, s, world, device, dtype)] for s in sizes(lo, hi)] for op in ops}
+        rows, spread = {}, 0.0
+        for op in ops:
+            rows[op] = []
+            for s in sizes(lo, hi):
+                times: list[float] = []
+                rows[op].append([s, time_op(op, s, world, device, dtype, samples=times)])
+                spread = max(spread, half_spread(times))
         if rank == 0:
-            Path(out).write_text(json.dumps({"rows": rows, "backend": backend, "dtype": str(dtype)}))
+            Path(out).write_text(json.dumps({"rows": rows, "backend": backend, "dtype": str(dtype),
+                                             "spread": spread}))
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -124,8 +145,11 @@ def table(result: dict[str, Any], world: int, previous: dict[str, Any] | None = 
                  f"per collective of {result['dtype']}, sizes are full buffers (nccl-tests' convention)"),
         "measured_on": {k: env[k] for k in ("device", "gpus", "torch", "cuda", "hostname", "git_revision")},
         "interference": (previous or {}).get("interference") or {"value": 0.189, "source": INTERFERENCE_NOTE},
+        "uncertainty": {"value": max(float(result.get("spread", 0.0)),
+                                     float((previous or {}).get("uncertainty", {}).get("value", 0.0))),
+                        "source": UNCERTAINTY_NOTE},
         "measured": measured,
-    }
+    } | {k: previous[k] for k in ("interference_probe",) if previous and k in previous}
 
 
 def previous_table(out: Path) -> dict[str, Any] | None:

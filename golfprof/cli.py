@@ -164,7 +164,9 @@ def _simulate(specs: dict[str, RunSpec], nproc: int, baseline: str) -> int:
     other, then replayed through the cost model; several variants print the predicted comparison."""
     from golfprof.ablations import simulate as S
     from golfprof.predict import costmodel
+    from golfprof.predict.compare import causes as predicted_causes
     from golfprof.predict.compare import comparison as predicted_comparison
+    from golfprof.predict.devices import resolve_target
     from golfprof.predict.predict import predict
 
     if nproc != 1:
@@ -174,15 +176,20 @@ def _simulate(specs: dict[str, RunSpec], nproc: int, baseline: str) -> int:
         spec.run.validate(spec.simulate_world)
         check_launch(spec)
         costmodel.check_covers(spec.comm_model, spec.simulate_world, spec.simulate_nodes)
+        if spec.target_gpu:
+            resolve_target(spec.target_gpu)  # the device table, checked before any process
     results = {}
     for name, spec in specs.items():
         out = S.simulate(spec, spec.simulate_world, spec.simulate_rank, spec.simulate_nodes)  # records only
         results[name] = out | {"prediction": predict(Path(out["run_dir"]), spec.comm_model,
-                                                     spec.simulate_nodes)["prediction"]}
+                                                     spec.simulate_nodes, spec.target_gpu)["prediction"]}
         print_prediction(results[name])
     if len(results) > 1:
         world = next(iter(specs.values())).simulate_world
         print_frame(f"predicted at world {world} (baseline {baseline})", predicted_comparison(results, baseline))
+        why = predicted_causes(results, baseline)
+        if why is not None:
+            print_frame(f"predicted breakdown at world {world}: each line's Δ vs {baseline} (ms)", why)
     print(f"note: {S.LOSS_NOTE}; every communication figure above is predicted", file=sys.stderr)
     return 0
 

@@ -50,6 +50,21 @@ def print_summary(s: dict[str, Any]) -> None:
     console.print(f"run directory: {s['run_dir']}", highlight=False)
 
 
+def _span(iv: list[float]) -> str:
+    return f"[{fmt(iv[0])}, {fmt(iv[1])}]"
+
+
+def _interval_rows(p: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The prediction's interval and, with --target-gpu, the target's step and interval beside the source's."""
+    rows: list[tuple[str, Any]] = [("predicted interval ms", _span(p["interval_ms"]))] if p.get("interval_ms") else []
+    tgt = p.get("target")
+    if tgt:
+        src = p.get("source_gpu", {}).get("key", "the source GPU")
+        rows = [(f"  on {src}: ms/step, interval", f"{fmt(p['ms_per_step'])} {_span(p['interval_ms'])}"),
+                (f"  on {tgt['gpu']}: ms/step, interval", f"{fmt(tgt['ms_per_step'])} {_span(tgt['interval_ms'])}")]
+    return rows
+
+
 def print_prediction(s: dict[str, Any]) -> None:
     """One simulated run: the measured step of the rank played beside the predicted figures, labelled so."""
     p = s["prediction"]
@@ -58,7 +73,9 @@ def print_prediction(s: dict[str, Any]) -> None:
     rows = [("measured ms/step of the rank played", s.get("ms_per_step")), ("predicted ms/step", p["ms_per_step"]),
             ("predicted optimizer ms", p["optimizer_ms"]), ("predicted comm ms", p["comm_ms"]),
             ("predicted exposed comm ms", p["exposed_comm_ms"]), ("predicted overlap %", p["comm_comp_overlap_pct"])]
-    console.print(_metric_table(title, [(k, fmt(v)) for k, v in rows]))
+    rows[2:2] = _interval_rows(p)
+    rows += [(f"  {b['line']} ms", b["ms"]) for b in p.get("breakdown", []) if b["ms"]]
+    console.print(_metric_table(title, [(k, v if isinstance(v, str) else fmt(v)) for k, v in rows]))
     console.print(f"run directory: {s['run_dir']} (prediction: simulated/predicted.json, simulated/trace/)",
                   highlight=False)
 

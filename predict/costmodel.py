@@ -85,6 +85,8 @@ class CommModel:
     nvlink: Link | None = None
     inter: Link | None = None
     interference: float = 0.0  # compute slowdown while communication overlaps it
+    probe: float | None = None  # interference_probe: a GEMM's slowdown measured beside a kernel on nchannels SMs
+    uncertainty: float = 0.0  # relative ± of every modelled or measured collective time (the table's own)
     measured: dict[str, dict[int, list[tuple[int, float]]]] = field(default_factory=dict)  # op -> world -> (bytes, µs)
 
     def time(self, op: str, nbytes: float, world: int, nodes: int = 1, algorithm: str = "auto") -> Estimate:
@@ -248,8 +250,15 @@ def from_dict(d: dict[str, Any], where: str, inter: dict[str, Any] | None = None
         nvlink=_link(links["nvlink"], f"{where}.links.nvlink") if "nvlink" in links else None,
         inter=_link(ib, f"{where}.links.ib") if ib else None,
         interference=float(_v(d, "interference", where)) if "interference" in d else 0.0,
+        probe=_v(d, "interference_probe", where) if "interference_probe" in d else None,
+        uncertainty=_uncertainty(d, where),
         measured=measured,
     )
+
+
+def _uncertainty(d: dict[str, Any], where: str) -> float:
+    """The table's relative ± on each collective's time (a shorter time than 0 is taken as 0)."""
+    return _v(d, "uncertainty", where) if "uncertainty" in d else 0.0
 
 
 def _measured(d: Any, where: str) -> dict[str, dict[int, list[tuple[int, float]]]]:

@@ -21,17 +21,17 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from golfprof.errors import ConfigError
-from golfprof.profiler.names import DEFAULT_PHASE_REGEX
+from golfprof.profiler.names import DEFAULT_PHASE_REGEX, MUON
 from golfprof.profiler.record import RunRecord, Simulated
 from golfprof.profiler.rundir import RunDir, write_json
 
-from . import costmodel, replay
+from . import breakdown, costmodel, devices, intervals, replay, shapes, target
 
 GPU_SOURCE = "kineto trace (profiled steps), on the rank's median unprofiled step"
 CPU_SOURCE = "recorder timeline (timed steps)"
@@ -68,6 +68,7 @@ class Work(NamedTuple):
     colls: pd.DataFrame  # its collectives in the step
     ranges: list  # (phase, start, end) CPU ranges, step-relative
     names: list[str]  # its items' names (GPU kernels; empty on the CPU)
+    corrs: tuple[int, ...] = ()  # its kernels' correlation ids (GPU)
 
 
 @dataclass
@@ -134,7 +135,7 @@ def gpu_work(inp: Inputs, gpu: dict[int, list]) -> dict[int, list[Work]]:
             c = inp.colls[r].set_index("seq").loc[t.seqs].reset_index() if t.seqs else inp.colls[r].iloc[0:0]
             if unprofiled is not None:
                 t.role.reported = unprofiled * 1e3
-            work.setdefault(t.step, []).append(Work(r, t.role, c, t.ranges, t.names))
+            work.setdefault(t.step, []).append(Work(r, t.role, c, t.ranges, t.names, tuple(t.corrs)))
     return work
 
 
@@ -159,8 +160,14 @@ def cpu_work(inp: Inputs) -> dict[int, list[Work]]:
     return work
 
 
-def replay_steps(inp: Inputs, work: dict[int, list[Work]]) -> list[Replayed]:
-    """Every step all simulated ranks have, replayed through the cost model."""
+RoleOf = Callable[[int, Work], replay.RoleStep]
+
+
+def replay_steps(inp: Inputs, work: dict[int, list[Work]], model: costmodel.CommModel | None = None,
+                 comm_scale: float = 1.0, role_of: RoleOf | None = None) -> list[Replayed]:
+    """Every step all simulated ranks have, replayed through the cost model (``model``, default the run's;
+    every collective's time times ``comm_scale``; each role as ``role_of(step, row)`` gives it)."""
+    model = model or inp.model
     steps = sorted(s for s, rows in work.items() if len(rows) == len(inp.ranks))
     if not steps:
         config = inp.rd.read_config()
@@ -170,9 +177,11 @@ def replay_steps(inp: Inputs, work: dict[int, list[Work]]) -> list[Replayed]:
     for s in steps:
         rows = work[s]
         replay.check_same_sequence({row.rank: row.colls for row in rows})
-        c = _durations(inp.model, rows[0].colls, inp.world, inp.nodes)
-        result = replay.replay_step([row.role for row in rows], c["us"].to_numpy(float), inp.model.interference)
-        out.append(Replayed(s, c, rows, result))
+        c = _durations(model, rows[0].colls, inp.world, inp.nodes)
+        c["us"] = c["us"] * comm_scale
+        roles = [role_of(s, row) if role_of else row.role for row in rows]
+        result = replay.replay_step(roles, c["us"].to_numpy(float), model.interference)
+        out.append(Replayed(s, c, [row._replace(role=r) for row, r in zip(rows, roles)], result))
     return out
 
 
@@ -232,22 +241,145 @@ def document(inp: Inputs, fig: dict[str, Any], summaries: list[Any], steps: list
         "replayed_from": source, "variant": rec.variant, "device": rec.device,
         "measured_ms_per_step_of_the_simulated_rank": rec.ms_per_step,
         "measured_optimizer_ms_of_the_simulated_rank": rec.optimizer_ms,
-        "comm_model": {"path": model.path, "name": model.name, "interference": model.interference},
+        "comm_model": {"path": model.path, "name": model.name, "interference": model.interference,
+                       "uncertainty": model.uncertainty},
         "collectives_per_step": [{k: _plain(v) for k, v in row.items()}
                                  for row in coll[COLLECTIVE_KEYS].to_dict("records")],
         "note": "predicted, not measured: collectives are modelled, compute is the simulated rank's own",
     }}
 
 
-def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | None = None) -> dict[str, Any]:
-    """Replay a simulated run directory; writes and returns the prediction document."""
+def step_samples(inp: Inputs) -> list[np.ndarray]:
+    """Each simulated rank's timed step times (ms), where its timers wrote them."""
+    out = []
+    for r in inp.ranks:
+        if inp.rd.steps(r).is_file():
+            ms = pd.read_parquet(inp.rd.steps(r)).set_index("step").ms
+            out.append(ms.loc[[s for s in inp.rd.timed_steps() if s in ms.index]].to_numpy(float))
+    return out
+
+
+def _median(xs: list[float]) -> float:
+    return float(np.median(xs)) if xs else 0.0
+
+
+def _hook_ms(colls: pd.DataFrame) -> float:
+    """CPU ms inside DDP's comm hook calls in one step, as the recorder timed them."""
+    if not len(colls) or "issued_ns" not in colls:
+        return 0.0
+    d = colls[colls["source"] == "ddp"]
+    return float((d["issued_ns"] - d["issue_ns"]).clip(lower=0).sum()) / 1e6
+
+
+def _muon_ms(row: Work) -> float:
+    """Kernel (GPU) or CPU ms of the items launched inside the Muon phase."""
+    return float(row.role.dur[breakdown.in_ranges(row.role.launch, row.ranges, MUON)].sum()) / 1e3
+
+
+class Sided(NamedTuple):
+    """How one side replays: its comm table and how each role is prepared."""
+
+    model: costmodel.CommModel
+    role_of: RoleOf | None
+    hbm_bw: float | None
+
+
+def side_figures(inp: Inputs, work: dict[int, list[Work]], sd: Sided, offsets: tuple[float, float]
+                 ) -> tuple[list[Replayed], dict[str, Any]]:
+    """One side's replays and figures, its interval (the table's ±u and the step spread) and its breakdown."""
+    replays = replay_steps(inp, work, sd.model, 1.0, sd.role_of)
+    fig = figures(inp, replays)
+    u = sd.model.uncertainty
+    ends = [figures(inp, replay_steps(inp, work, sd.model, k, sd.role_of))["ms_per_step"] for k in (max(0.0, 1 - u), 1 + u)]
+    fig["interval_ms"] = intervals.interval(ends[0], ends[1], offsets)
+    ddp = bool(len(fig["collectives"])) and bool((fig["collectives"]["source"] == "ddp").any())
+    fig["breakdown"] = breakdown.lines(
+        fig["ms_per_step"], fig["collectives"], inp.world, "ddp" if ddp else "other",
+        _median([_muon_ms(rp.rows[0]) for rp in replays]), _median([_hook_ms(rp.rows[0].colls) for rp in replays]),
+        sd.hbm_bw)
+    return replays, fig
+
+
+def kernels_of(inp: Inputs, work: dict[int, list[Work]]) -> dict[tuple[int, int], target.Kernels]:
+    """Per (step, rank), its kernels' names and FLOPs/bytes from the trace's op shapes."""
+    per_rank = {r: shapes.kernel_work(inp.rd.trace(r)) for r in inp.ranks}
+    out = {}
+    for s, rows in work.items():
+        for row in rows:
+            f, b = shapes.aligned(per_rank[row.rank], np.asarray(row.corrs, np.int64))
+            out[(s, row.rank)] = target.Kernels(list(row.names), f, b)
+    return out
+
+
+class Sides(NamedTuple):
+    """--target-gpu's two sides: the GPU the rank was played on and the one predicted for."""
+
+    src: devices.Device
+    tgt: devices.Device
+    src_side: target.Side
+    tgt_side: target.Side
+    kernels: dict[tuple[int, int], target.Kernels]
+
+    def sided(self, which: target.Side) -> Sided:
+        src, kern = self.src, self.kernels
+        return Sided(which.model, lambda s, row: target.on_side(row.role, kern[(s, row.rank)], src, which),
+                     which.device.hbm_bw)
+
+
+def sides(inp: Inputs, work: dict[int, list[Work]], tgt: devices.Device, known: dict[str, devices.Device],
+          comm_model: str | Path | None) -> Sides:
+    """The source device (the run's recorded GPU in the table), the target, their comm tables and interference."""
+    src = devices.source_device(inp.record.device, known)
+    cm = str(comm_model) if comm_model else None
+    return Sides(src, tgt, target.side(src, cm), target.side(tgt, cm), kernels_of(inp, work))
+
+
+def target_doc(inp: Inputs, work: dict[int, list[Work]], sd: Sides, source_ms: float,
+               offsets: tuple[float, float]) -> dict[str, Any]:
+    """The target's figures; its step spread is the source's, scaled by the predicted steps' ratio."""
+    replays, tf = side_figures(inp, work, sd.sided(sd.tgt_side), offsets)
+    ratio = tf["ms_per_step"] / source_ms if source_ms else 1.0
+    tf["interval_ms"] = [tf["interval_ms"][i] + offsets[i] * (ratio - 1) for i in (0, 1)]
+    rp = replays[0]
+    return {
+        "gpu": sd.tgt.key, "name": sd.tgt.name, "table": sd.tgt.where, "rule": RESCALE_RULE,
+        "ms_per_step": tf["ms_per_step"], "interval_ms": tf["interval_ms"], "comm_ms": tf["comm_ms"],
+        "exposed_comm_ms": tf["exposed_comm_ms"], "breakdown": tf["breakdown"],
+        "comm_model": {"path": sd.tgt_side.model.path, "name": sd.tgt_side.model.name,
+                       "uncertainty": sd.tgt_side.model.uncertainty},
+        "interference": sd.tgt_side.interference.as_dict(),
+        "kernels_first_step": target.kernel_summary(work[rp.step][0].role, sd.kernels[(rp.step, rp.rows[0].rank)],
+                                                    sd.src, sd.tgt),
+    }
+
+
+RESCALE_RULE = ("roofline: shapes known -> d * max(F/P_t, B/W_t) / max(F/P_s, B/W_s); else by name: compute-bound "
+                "x P_s/P_t, memory-bound x W_s/W_t (docs/simulated-worlds.md#predicting-for-another-gpu)")
+
+
+def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | None = None,
+            target_gpu: str | None = None) -> dict[str, Any]:
+    """Replay a simulated run directory; writes and returns the prediction document (with ``target_gpu``, the
+    step on that GPU beside the source's)."""
+    tgt_known = devices.resolve_target(target_gpu) if target_gpu else None
     inp = read_inputs(run_dir, comm_model, nodes)
     gpu = _gpu_inputs(inp)
+    if tgt_known is not None and gpu is None:
+        raise ConfigError(f"--target-gpu rescales a GPU rank's kernels: {run_dir} has no GPU trace to replay "
+                          f"(device {inp.record.device})")
     work = gpu_work(inp, gpu) if gpu is not None else cpu_work(inp)
-    replays = replay_steps(inp, work)
-    fig = figures(inp, replays)
+    offsets = intervals.spread(step_samples(inp))
+    sd = sides(inp, work, *tgt_known, comm_model) if tgt_known is not None else None
+    replays, fig = side_figures(inp, work, sd.sided(sd.src_side) if sd else Sided(inp.model, None, None), offsets)
+    tgt_doc = None
+    if sd is not None:
+        inp.model = sd.src_side.model
+        fig["source_gpu"] = {"key": sd.src.key, "name": sd.src.name, "interference": sd.src_side.interference.as_dict()}
+        tgt_doc = target_doc(inp, work, sd, fig["ms_per_step"], offsets)
     summaries = write_traces(inp, replays, cpu=gpu is None)
     doc = document(inp, fig, summaries, [rp.step for rp in replays], CPU_SOURCE if gpu is None else GPU_SOURCE)
+    if tgt_doc is not None:
+        doc["prediction"]["target"] = tgt_doc
     write_json(inp.rd.predicted, doc)
     return doc
 

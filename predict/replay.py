@@ -11,7 +11,8 @@ Pure functions over arrays and frames (no files, no torch). The model:
   in the order they are issued); it starts when every simulated role has issued it (its CPU call,
   and the end of the compute launched before the call: the stream event NCCL waits on) and the
   stream is free, and lasts the cost model's time;
-- compute that overlaps communication runs slower by the table's interference factor;
+- compute that overlaps communication runs slower by the table's interference factor (or, per item,
+  ``RoleStep.slow``: predict/interference.py's channel model);
 - the step ends when everything it launched has finished (the trainer synchronizes there).
 
 Steps are independent (the sync at the end of each resets the pipeline). With several roles
@@ -42,6 +43,8 @@ class RoleStep:
     end: float  # measured end of the step (≥ every item's end)
     begin: float = 0.0  # measured start of the step
     reported: float | None = None  # the step's length as the run reported it (µs; its timers), if known
+    slow: np.ndarray | None = None  # per item: its slowdown under communication (None: the table's one factor)
+    last: float | None = None  # measured end of its last item, where start/dur are not the measured ones (rescaled)
 
     @property
     def measured(self) -> float:
@@ -108,7 +111,7 @@ def replay_step(roles: list[RoleStep], durations: np.ndarray, interference: floa
     out = []
     for r, s in zip(roles, state):
         s.advance(np.inf, c_end, n_coll, busy, interference)
-        measured_last = max([r.begin, *(r.start + r.dur)])
+        measured_last = r.last if r.last is not None else max([r.begin, *(r.start + r.dur)])
         pred_last = max([r.begin, *s.end, *c_end])
         step_end = pred_last + (r.end - measured_last)  # the tail after the last item (the sync) as measured
         out.append(RoleTimeline(s.start, s.end, s.ready, step_end, step_end - r.end))
@@ -134,7 +137,7 @@ class _Role:
             waited = r.wait[:issued] <= r.launch[k]
             if waited.any():
                 s = max(s, float(c_end[:issued][waited].max()))
-            e = slowed_end(s, float(r.dur[k]), busy, factor)
+            e = slowed_end(s, float(r.dur[k]), busy, factor if r.slow is None else float(r.slow[k]))
             self.start[k], self.end[k] = s, e
             self.stream_end[int(r.stream[k])] = e
             self.max_end = max(self.max_end, e)
@@ -358,6 +361,7 @@ class TraceStep:
     role: RoleStep
     names: list[str]
     seqs: list[int]  # recorder sequence numbers of its collectives, issue order
+    corrs: list[int]  # its kernels' correlation ids (their launching ops' shapes: predict/shapes.py)
     ranges: list[tuple[str, float, float]]  # golfprof phase ranges on the CPU
 
 
@@ -405,5 +409,6 @@ def gpu_role_steps(ev: pd.DataFrame, colls: pd.DataFrame) -> list[TraceStep]:
                         issue=issue - t0, wait=np.asarray(wait, float) - t0, end=end - t0, begin=0.0)
         ph = phase_r[(phase_r["ts"] >= t0) & (phase_r["ts"] < t1)]
         out.append(TraceStep(int(s), role, list(k["name"].astype(str).to_numpy()[order]), [int(x) for x in c["seq"]],
+                             [int(x) for x in k["correlation"].to_numpy()[order]],
                              [(n, a - t0, b - t0) for n, a, b in zip(ph["name"], ph["ts"], ph["end"])]))
     return out

@@ -124,6 +124,8 @@ def test_simulated_world_of_one_predicts_its_measured_step(tmp_path: Path) -> No
     assert p["ms_per_step"] == pytest.approx(out["ms_per_step"], rel=0.01)
     assert doc["ranks"][0]["step_ms"] == pytest.approx(out["ms_per_step"], rel=0.01)  # through the trace analysis
     assert p["optimizer_ms"] == pytest.approx(out["optimizer_ms"], rel=0.01)
+    lo, hi = p["interval_ms"]  # the rank's own spread around its median: it holds the measured step
+    assert lo <= p["ms_per_step"] <= hi and lo <= out["ms_per_step"] <= hi
     saved = json.loads((Path(out["run_dir"]) / "simulated" / "predicted.json").read_text())
     assert saved["predicted"] is True and set(saved) >= {"path", "ranks", "skew", "diagnoses", "warnings"}
 

@@ -1,0 +1,117 @@
+"""Kernels classified by what bounds them and rescaled for another GPU, on synthetic traces with known FLOPs/bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from golfprof.predict import devices, rescale, shapes
+from golfprof.predict.predict import predict
+from tests.predict.synth_run import write_run
+from tests.traces.kineto_synth import TraceBuilder
+
+DEV = devices.bundled()
+H100, H200 = DEV["h100"], DEV["h200"]
+N = 4096
+GEMM_F, GEMM_B = 2.0 * N**3, 3.0 * N * N * 2
+ADD_F, ADD_B = float(N * N), 3.0 * N * N * 2
+
+
+def test_op_shapes_give_gemm_and_elementwise_flops_and_bytes():
+    bf16 = 2
+    assert shapes.op_work("aten::mm", [([N, N], bf16), ([N, N], bf16)]) == (GEMM_F, GEMM_B)
+    linear = shapes.op_work("aten::linear", [([8, 16, 32], bf16), ([64, 32], bf16)])  # weight [N, K]
+    assert linear == (2.0 * 128 * 32 * 64, (8 * 16 * 32 + 64 * 32 + 128 * 64) * 2)
+    assert shapes.op_work("aten::add", [([N, N], bf16), ([N, N], bf16)]) == (ADD_F, ADD_B)
+    f, _ = shapes.op_work("aten::_scaled_dot_product_flash_attention_backward", [([2, 8, 128, 64], 2)] * 4)
+    assert f == 2.5 * 4 * 2 * 8 * 128 * 128 * 64
+
+
+def _roof(f: float, b: float, src: devices.Device, tgt: devices.Device) -> float:
+    return max(f / tgt.peak_flops, b / tgt.hbm_bw) / max(f / src.peak_flops, b / src.hbm_bw)
+
+
+def test_a_gemm_is_compute_bound_and_an_add_memory_bound_and_they_rescale_differently():
+    names = ["nvjet_gemm", "vectorized_elementwise_kernel"]
+    f, b = np.array([GEMM_F, ADD_F]), np.array([GEMM_B, ADD_B])
+    cls, basis = rescale.classify(names, f, b, H200)
+    assert list(cls) == ["compute", "memory"] and list(basis) == ["shapes", "shapes"]
+    r = rescale.scale(names, f, b, H200, H100)
+    # the datasheets give both GPUs the same dense bf16 peak: the GEMM does not move, the add takes 4.8/3.35
+    np.testing.assert_allclose(r, [1.0, 4.8 / 3.35])
+    np.testing.assert_allclose(rescale.scale(names, f, b, H100, H200) * r, [1.0, 1.0])
+
+
+def test_h200_to_h100_slows_a_memory_bound_kernel_and_a_gemm_between_the_ridge_points():
+    """A GEMM of intensity 250 FLOP/B is compute-bound on the H200 (ridge 206) and memory-bound on the H100
+    (ridge 295): both it and the add are slower there, each by its own ratio."""
+    names = ["nvjet_skinny", "vectorized_elementwise_kernel"]
+    f, b = np.array([250.0 * 1e9, ADD_F]), np.array([1e9, ADD_B])
+    cls, _ = rescale.classify(names, f, b, H200)
+    assert list(cls) == ["compute", "memory"] and rescale.classify(names, f, b, H100)[0][0] == "memory"
+    r = rescale.scale(names, f, b, H200, H100)
+    np.testing.assert_allclose(r, [_roof(250e9, 1e9, H200, H100), 4.8 / 3.35])
+    assert 1.0 < r[0] < r[1]
+
+
+def test_a_compute_bound_kernel_rescales_by_the_peak_flops(tmp_path: Path):
+    fast = devices.Device("fast", "fast", ("FAST",), 2 * H200.peak_flops, H200.hbm_bw, 132, None, "test")
+    names = ["nvjet_gemm", "vectorized_elementwise_kernel"]
+    r = rescale.scale(names, np.array([GEMM_F, ADD_F]), np.array([GEMM_B, ADD_B]), H200, fast)
+    np.testing.assert_allclose(r, [0.5, 1.0])
+
+
+def test_kernels_without_shapes_go_by_name_and_one_ratio():
+    names = ["nvjet_sm90_tst_256x128", "triton_poi_fused_add", "void cublasLt::splitKreduce_kernel<32>",
+             "cudnn_generated_fort_native_sdpa_sm90_flash_fprop"]
+    nan = np.full(4, np.nan)
+    cls, basis = rescale.classify(names, nan, nan, H200)
+    assert list(cls) == ["compute", "memory", "memory", "compute"] and set(basis) == {"name"}
+    np.testing.assert_allclose(rescale.scale(names, nan, nan, H200, H100), [1.0, 4.8 / 3.35, 4.8 / 3.35, 1.0])
+
+
+def test_a_kernel_queued_behind_its_predecessor_may_start_at_its_launch():
+    from golfprof.predict.replay import RoleStep
+
+    role = RoleStep(launch=np.array([0.0, 1.0, 50.0]), start=np.array([0.0, 10.0, 60.0]),
+                    dur=np.array([10.0, 10.0, 10.0]), stream=np.zeros(3, int), issue=np.zeros(0), wait=np.zeros(0),
+                    end=70.0)
+    out = rescale.target_role(role, np.array([0.5, 0.5, 0.5]))
+    np.testing.assert_allclose(out.start, [0.0, 1.0, 60.0])  # the second was queued; the third waited for its launch
+    np.testing.assert_allclose(out.dur, [5.0, 5.0, 5.0])
+
+
+def test_kernel_work_joins_a_kernel_to_the_shaped_op_that_launched_it(tmp_path: Path):
+    b = TraceBuilder()
+    b.cpu("aten::mm", 10, 10, cat="cpu_op", args={"Input Dims": [[N, N], [N, N]], "Input type": ["c10::BFloat16"] * 2})
+    c = b.kernel("nvjet_gemm", 12, 20, 100)
+    b.kernel("unshaped_copy", 40, 130, 5)
+    w = shapes.kernel_work(b.write(tmp_path / "t.json"))
+    assert list(w.index) == [c] and tuple(w.loc[c]) == (GEMM_F, GEMM_B)
+
+
+def test_a_target_gpu_prediction_rescales_the_played_rank_and_reports_both_sides(tmp_path: Path):
+    """A GEMM [0, 100) and an add [100, 150) on an H200, no collectives: on an H100 the GEMM keeps its time (same
+    peak FLOP/s), the add takes 4.8/3.35 of it, and the step ends that much later; on the H200 nothing moves."""
+    kernels = [("nvjet_gemm", "aten::mm", 5, 0, 100), ("vectorized_elementwise_kernel", "aten::add", 10, 100, 50)]
+    run, _ = write_run(tmp_path / "run", kernels, [], end=160)
+    p = predict(run, "h200", target_gpu="h100")["prediction"]
+    r = [1.0, 4.8 / 3.35]
+    assert p["source_gpu"]["key"] == "h200" and p["ms_per_step"] == pytest.approx(0.160)
+    t = p["target"]
+    assert t["gpu"] == "h100" and t["ms_per_step"] == pytest.approx((160 + 100 * (r[0] - 1) + 50 * (r[1] - 1)) / 1e3)
+    got = {(k["class"], k["basis"]): k for k in t["kernels_first_step"]}
+    assert got[("compute", "shapes")]["target_ms"] == pytest.approx(0.1 * r[0])
+    assert got[("memory", "shapes")]["target_ms"] == pytest.approx(0.05 * r[1])
+    same = predict(run, "h200", target_gpu="h200")["prediction"]["target"]
+    assert same["ms_per_step"] == pytest.approx(0.160)
+
+
+def test_a_cpu_run_or_an_unknown_source_gpu_is_refused(tmp_path: Path):
+    from golfprof.errors import ConfigError
+
+    run, _ = write_run(tmp_path / "run", [("nvjet_gemm", None, 5, 0, 100)], [], device="NVIDIA A100-SXM4-80GB")
+    with pytest.raises(ConfigError, match="'NVIDIA A100-SXM4-80GB' is not in the device table"):
+        predict(run, "h200", target_gpu="h100")
