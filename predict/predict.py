@@ -290,7 +290,8 @@ def side_figures(inp: Inputs, work: dict[int, list[Work]], sd: Sided, offsets: t
     replays = replay_steps(inp, work, sd.model, 1.0, sd.role_of)
     fig = figures(inp, replays)
     u = sd.model.uncertainty
-    ends = [figures(inp, replay_steps(inp, work, sd.model, k, sd.role_of))["ms_per_step"] for k in (max(0.0, 1 - u), 1 + u)]
+    scales = (max(0.0, 1 - u), 1 + u)  # every collective u shorter, u longer
+    ends = [figures(inp, replay_steps(inp, work, sd.model, k, sd.role_of))["ms_per_step"] for k in scales]
     fig["interval_ms"] = intervals.interval(ends[0], ends[1], offsets)
     ddp = bool(len(fig["collectives"])) and bool((fig["collectives"]["source"] == "ddp").any())
     fig["breakdown"] = breakdown.lines(
@@ -374,7 +375,8 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
     tgt_doc = None
     if sd is not None:
         inp.model = sd.src_side.model
-        fig["source_gpu"] = {"key": sd.src.key, "name": sd.src.name, "interference": sd.src_side.interference.as_dict()}
+        fig["source_gpu"] = {"key": sd.src.key, "name": sd.src.name,
+                             "interference": sd.src_side.interference.as_dict()}
         tgt_doc = target_doc(inp, work, sd, fig["ms_per_step"], offsets)
     summaries = write_traces(inp, replays, cpu=gpu is None)
     doc = document(inp, fig, summaries, [rp.step for rp in replays], CPU_SOURCE if gpu is None else GPU_SOURCE)
