@@ -11,6 +11,7 @@ written, one FLOP per element. A trace without shapes gives an empty result.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import math
@@ -68,8 +69,15 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 def kernel_work(path: Path) -> pd.DataFrame:
-    """Per kernel correlation id: flops and bytes from its launching op's shapes (empty without shapes)."""
-    evs = _read(path)
+    """Per kernel correlation id: flops and bytes from its launching op's shapes (empty without shapes); read
+    once per trace file and version (predictions for several targets read one trace)."""
+    st = path.stat()
+    return _kernel_work(str(path), st.st_mtime_ns, st.st_size).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _kernel_work(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    evs = _read(Path(path))
     ops = [e for e in evs if e.get("cat") == "cpu_op" and e.get("ph") == "X" and "Input Dims" in e.get("args", {})]
     if not ops:
         return pd.DataFrame(columns=["flops", "bytes"], index=pd.Index([], name="correlation"))
