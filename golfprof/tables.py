@@ -84,7 +84,7 @@ def print_frame(title: str, frame: Any) -> None:
     """A small frame of text and numbers (the predicted comparison): text left, numbers right."""
     t = Table(title=title)
     for col in frame.columns:
-        t.add_column(col, justify="left" if col == "variant" else "right")
+        t.add_column(col, justify="left" if col in ("variant", "line") else "right")
     for row in frame.itertuples(index=False):
         t.add_row(*(v if isinstance(v, str) else fmt(v) for v in row))
     console.print(t)
