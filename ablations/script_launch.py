@@ -70,9 +70,9 @@ def _check_world(spec: ScriptSpec) -> None:
     check(spec.simulate_world, spec.simulate_rank, spec.simulate_nodes)
     costmodel.check_covers(spec.comm_model, spec.simulate_world, spec.simulate_nodes)  # before the script runs
     if spec.target_gpu:
-        from golfprof.predict.devices import resolve_target
+        from golfprof.predict.devices import check_run
 
-        resolve_target(spec.target_gpu)  # the device table too
+        check_run(spec.target_gpu, "auto")  # the device table and the GPU too
 
 
 def check(spec: ScriptSpec) -> tuple[int, Window | None]:

@@ -166,7 +166,7 @@ def _simulate(specs: dict[str, RunSpec], nproc: int, baseline: str) -> int:
     from golfprof.predict import costmodel
     from golfprof.predict.compare import causes as predicted_causes
     from golfprof.predict.compare import comparison as predicted_comparison
-    from golfprof.predict.devices import resolve_target
+    from golfprof.predict.devices import check_run as check_target
     from golfprof.predict.predict import predict
 
     if nproc != 1:
@@ -177,7 +177,7 @@ def _simulate(specs: dict[str, RunSpec], nproc: int, baseline: str) -> int:
         check_launch(spec)
         costmodel.check_covers(spec.comm_model, spec.simulate_world, spec.simulate_nodes)
         if spec.target_gpu:
-            resolve_target(spec.target_gpu)  # the device table, checked before any process
+            check_target(spec.target_gpu, spec.device)  # the device table and the GPU, before any process
     results = {}
     for name, spec in specs.items():
         out = S.simulate(spec, spec.simulate_world, spec.simulate_rank, spec.simulate_nodes)  # records only

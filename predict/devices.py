@@ -105,3 +105,15 @@ def source_device(device_name: str | None, known: dict[str, Device]) -> Device:
             return dev
     raise ConfigError(f"--target-gpu: the run's device {device_name!r} is not in the device table "
                       f"({', '.join(known)}); give a table FILE with an entry whose 'matches' names it")
+
+
+def check_run(target_gpu: str, device: str) -> Device:
+    """--target-gpu for a run about to start, refused now (not after training): the table, and the GPU the run
+    will be played on (rescaling needs a GPU trace, and that GPU in the table)."""
+    tgt, known = resolve_target(target_gpu)
+    import torch
+
+    if device == "cpu" or not torch.cuda.is_available():
+        raise ConfigError("--target-gpu rescales a GPU rank's kernels: this run would be played on the CPU")
+    source_device(torch.cuda.get_device_name(0), known)
+    return tgt

@@ -100,3 +100,12 @@ def test_the_cli_refuses_a_bad_device_table_with_one_line_and_no_folder(tmp_path
     r = invoke("ablate", "--preset", "tiny", "--steps", "2", "--simulate-world", "2", "--target-gpu", "bad.json",
                "--quiet", "--profile-steps", "off")
     assert_refused(r, 2, "must be > 0", root, before)
+
+
+def test_a_cpu_run_with_a_target_gpu_is_refused_before_it_starts(tmp_path, monkeypatch):
+    root = make_workspace(tmp_path / "work")
+    monkeypatch.chdir(root)
+    before = tree(root)
+    r = invoke("ablate", "--preset", "tiny", "--steps", "2", "--simulate-world", "2", "--target-gpu", "h100",
+               "--device", "cpu", "--quiet", "--profile-steps", "off")
+    assert_refused(r, 2, "this run would be played on the CPU", root, before)
