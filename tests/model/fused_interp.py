@@ -15,7 +15,7 @@ import textwrap
 from functools import lru_cache
 
 # Steps of the tiny preset the loss-curve test trains with the toggles on and off.
-CURVE_STEPS = 8
+CURVE_STEPS = 5
 
 _SCRIPT = textwrap.dedent(r"""
     import json, math, os, sys, tempfile
@@ -28,6 +28,9 @@ _SCRIPT = textwrap.dedent(r"""
 
     gen = torch.Generator().manual_seed(7)
     res = {}
+    import time
+    t0 = time.perf_counter()
+    lap = lambda name: res.setdefault("seconds", {}).__setitem__(name, round(time.perf_counter() - t0, 2))
 
     def mlp_case(name, M, d, Fd, slope, layout):
         # banked: the weights are slices of a 3-D bank (views); unbanked: their own 2-D parameters
@@ -72,6 +75,7 @@ _SCRIPT = textwrap.dedent(r"""
         (2.5 * ref).backward()
         res[name] = {"loss_abs": abs(loss.item() - ref.item()), "loss": ref.item(), "grad": rel(dz, z64.grad)}
 
+    lap("kernels")
     # kept whole by torch.compile(fullgraph=True): fake tensors and the autograd formulas trace (aot_eager: no C++)
     h = torch.randn(64, 32, generator=gen).bfloat16().requires_grad_()
     wu = (torch.randn(96, 32, generator=gen) / 6).bfloat16().requires_grad_()
@@ -89,6 +93,7 @@ _SCRIPT = textwrap.dedent(r"""
     res["compiled"] = {"loss": abs(compiled.item() - eager.item()),
                        "grads": max(rel(p.grad, g) for p, g in zip((h, wu, wd, z), g_eager))}
 
+    lap("compiled")
     # the tiny preset's loss curve with every toggle's kernel forced on (the interpreter is no GPU)
     from golfprof.model import train as TR
     from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, replace
@@ -110,6 +115,7 @@ _SCRIPT = textwrap.dedent(r"""
         trainer = TR.Trainer(run, torch.device("cpu"))
         loader = DistributedLoader(paths["train"], train.seq_len, train.micro_batch_seqs, trainer.grad_accum)
         curves[name] = [float(trainer.step(s, loader)) for s in range(steps)]
+        lap(name)
     res["curves"] = curves
     print("RESULT" + json.dumps(res))
 """)

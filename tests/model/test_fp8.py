@@ -60,10 +60,28 @@ def test_backward_is_the_bf16_backward():
     assert torch.equal(x.grad, g @ w.detach()) and torch.equal(w.grad, g.t() @ x.detach())
 
 
-def test_ops_pass_opcheck():
-    """Fake tensors, schemas and the autograd formulas are consistent (what torch.compile relies on)."""
+def test_op_passes_opcheck():
+    """Fake tensors, schema and the autograd formula are consistent (what torch.compile relies on)."""
     x, w = _operands(32, 32, 16)
-    torch.library.opcheck(FP8.fp8_linear, (x, w, FP8.new_history(1)[0]))
+    hist = FP8.new_history(1)[0]
+    xq, sx, _ = FP8._quantize(x, hist[0])
+    wq, sw, _ = FP8._quantize(w, hist[1])
+    # test_schema left out: its checking mode multiplies the e4m3 inputs, which the CPU does not implement
+    torch.library.opcheck(FP8.fp8_mm, (x, w, xq, wq, sx, sw),
+                          test_utils=("test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+def test_mlp_forward_within_two_e4m3_roundings():
+    """The FP8 MLP (both products in e4m3; its fused backward is tested in Triton's interpreter, with the
+    loss curve): twice the one-product bound, since the activation is quantized again before the second."""
+    h, wup = _operands(64, 32, 96)
+    wdown = (torch.randn(32, 96, generator=torch.Generator().manual_seed(1)) / 96 ** 0.5).bfloat16()
+    hist = FP8.new_history(2).view(2, 2, -1)
+    with torch.no_grad():
+        out = FP8.mlp_fused_backward(h, wup, wdown, hist, 0.5)
+    ref = F.linear(F.leaky_relu(F.linear(h.double(), wup.double()), 0.5).square(), wdown.double())
+    assert _rel(out, ref) <= 2 * U_E4M3
+    assert (hist[:, :, 0] > 0).all() and (hist[:, :, 1:] == 0).all(), "every operand's amax pushed once"
 
 
 fp8_gpu = pytest.mark.skipif(not (torch.cuda.is_available() and FP8.available(torch.device("cuda"))[0]),

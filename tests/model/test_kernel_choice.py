@@ -3,8 +3,9 @@
 The curve (tests/model/fused_interp.py, Triton's interpreter, every kernel forced on) trains the tiny
 preset for `CURVE_STEPS` steps of one micro-batch with the reference path, with the fused MLP and CE, and
 with those plus FP8 MLP and head projections, from the same seed and data. Bands: fused within 5e-3 nats of
-the reference at every step (bf16 rounding; measured ≤ 8e-4); fused + FP8 within 0.1 nats at every step
-and 0.02 at the last (measured 0.050 at step 2, 2e-4 at step 8); each curve falls by more than 1 nat.
+the reference at every step (bf16 rounding; measured ≤ 3.2e-4 over 5 steps, ≤ 8e-4 over 8); fused + FP8
+within 0.1 nats at every step and 0.02 at the last (measured ≤ 4.2e-3 over 5 steps; 0.050 at step 2 of one
+8-step run); each curve falls by more than 0.5 nats (the reference: 0.72 over 5 steps).
 """
 
 from __future__ import annotations
@@ -56,4 +57,4 @@ def test_tiny_loss_curve_stays_within_band_of_the_reference():
     assert len(ref) == FI.CURVE_STEPS
     assert max(abs(a - b) for a, b in zip(fused, ref)) <= 5e-3, (fused, ref)
     assert max(abs(a - b) for a, b in zip(fp8, ref)) <= 0.1 and abs(fp8[-1] - ref[-1]) <= 0.02, (fp8, ref)
-    assert all(c[0] - c[-1] > 1.0 for c in (ref, fused, fp8)), curves
+    assert all(c[0] - c[-1] > 0.5 for c in (ref, fused, fp8)), curves
