@@ -24,7 +24,10 @@ TOL = 2e-5
 
 
 def _run_config(layout: str, comm: str, clip: float, clip_scope: str = "global") -> RunConfig:
-    toggles = Toggles(layout=layout, comm=comm, bf16=(), compile="off", clip_scope=clip_scope)
+    """``comm`` may carry a replicated all-reduce mode: ``explicit+bucketed``."""
+    comm, _, replicated = comm.partition("+")
+    toggles = Toggles(layout=layout, comm=comm, bf16=(), compile="off", clip_scope=clip_scope,
+                      replicated=replicated or "per_tensor")
     train = replace(TINY_TRAIN, steps=STEPS, grad_clip=clip)
     return RunConfig("tiny", TINY_MODEL, train, toggles, f"{comm}_{layout}")
 
@@ -40,7 +43,9 @@ def _train(run: RunConfig, info: DistInfo, data: str) -> dict[str, torch.Tensor]
 
 CASES = [("banked", "explicit", 0.0), ("unbanked", "explicit", 0.0), ("banked", "ddp", 0.0),
          ("unbanked", "ddp", 0.0), ("banked", "explicit", 0.3), ("banked", "packed", 0.0),
-         ("unbanked", "packed", 0.0), ("unbanked", "vectorized", 0.0), ("banked", "vectorized", 0.0)]
+         ("unbanked", "packed", 0.0), ("unbanked", "vectorized", 0.0), ("banked", "vectorized", 0.0),
+         # the replicated parameters' all-reduces as one flat buffer per dtype (issue 27's small_allreduce=grouped)
+         ("banked", "explicit+bucketed", 0.0)]
 
 
 def _worker(rank: int, world: int, store: str, data: str, out: str, cases: list) -> None:
