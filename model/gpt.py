@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import ce_triton, mlp_triton
 from . import fp8 as FP8
 from .attention import causal_attention
 from .config import ModelConfig
@@ -71,10 +72,12 @@ class BigramHash(nn.Module):
         nn.init.orthogonal_(self.proj.weight, generator=gen)
 
     def forward(self, ids: Tensor) -> Tensor:
-        prev = F.pad(ids[:, :-1], (1, 0))
-        h = torch.bitwise_xor(36313 * ids, 27191 * prev) % (self.buckets - 1)
-        h[:, 0] = self.buckets - 1
-        e = self.embed(h)
+        t = ids.to(torch.int32)  # the record's form: int32 arithmetic, the first position set apart
+        mod = self.buckets - 1
+        h = torch.empty_like(t)
+        h[..., 0] = mod
+        h[..., 1:] = torch.bitwise_xor(36313 * t[..., 1:], 27191 * t[..., :-1]) % mod
+        e = self.embed(h.long())
         return F.linear(e, self.proj.weight.to(e.dtype)) * self.scale.to(e.dtype)
 
 
@@ -154,6 +157,7 @@ class GPT(nn.Module):
         self.bf16_rotary = bf16_rotary
         # a backend resolve_backend returned for the run's device (the Trainer resolves the toggle)
         self.attention = attention
+        self._rope: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}  # rotary(): tables made once per length
         # the kernels that run (model/kernel_choice.py resolves the toggles; the Triton / FP8 paths are bf16)
         self.mlp_kernel, self.ce_kernel, self.fp8 = mlp_kernel, ce_kernel, fp8
         gen = torch.Generator().manual_seed(seed)
@@ -274,8 +278,6 @@ class GPT(nn.Module):
 
     def _mlp_kernels(self, h: Tensor, wup: Tensor, wdown: Tensor, slope: float, layer: int) -> Tensor:
         """The toggled MLP paths, on bf16 operands: FP8 forward (fused or autograd backward) or the fused kernels."""
-        from . import mlp_triton
-
         if self.fp8 == "off":
             return mlp_triton.mlp(h, wup, wdown, slope)
         hist = self.fp8_mlp_hist[layer]
@@ -284,33 +286,43 @@ class GPT(nn.Module):
         u = F.leaky_relu(FP8.linear(h, wup, hist[0]), slope)
         return FP8.linear(u.square(), wdown, hist[1])
 
+    def rotary(self, T: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """cos/sin for length T, made once: the record caches them on its modules, so that under torch.compile they
+        are graph inputs; made inside the graph, inductor recomputed them in every RoPE kernel, forward and backward.
+        Call it before the first compiled forward (the trainer does) so the compiled graph finds them."""
+        key = (T, str(device))
+        if key not in self._rope:
+            dtype = torch.bfloat16 if self.bf16_rotary else torch.float32
+            with torch.no_grad():
+                self._rope[key] = rotary_tables(self.cfg, T, device, dtype)
+        return self._rope[key]
+
     def hidden(self, ids: Tensor) -> Tensor:
         cfg = self.cfg
         T = ids.size(1)
         x = self.tok_emb(ids) + self.bigram(ids)
         x = rms_norm(x)
-        g = torch.sigmoid(self.smear_gate.to(x.dtype))
-        x = (1 - g) * x + g * F.pad(x[:, :-1], (0, 0, 1, 0))
+        g = torch.sigmoid(self.smear_gate.to(x.dtype))[None, None, :]
+        x = (1 - g) * x + g * torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
         x0 = x
-        rot_dtype = torch.bfloat16 if self.bf16_rotary else torch.float32
-        cos, sin = rotary_tables(cfg, T, ids.device, rot_dtype)
+        cos, sin = self.rotary(T, ids.device)
         ve_base = self.ve(ids) if self.ve is not None else None
         ve_slot = {layer: k for k, layer in enumerate(cfg.ve_layers)}
         skips: list[Tensor] = []
         n_enc = cfg.num_encoder_layers
         for i, blk in enumerate(self.blocks):
             if i >= n_enc and i - n_enc < cfg.num_skip_weights:
-                x = x + self.skip_weights[i - n_enc].to(x.dtype) * skips.pop()
+                x = x + self.skip_weights[i - n_enc].to(x.dtype)[None, None, :] * skips.pop()
             wq, wk, wv, wo, wup, wdown = self.layer_weights(i)
             m = blk.resid_mix.to(x.dtype)
-            x_in = m[0] * x + m[1] * x0
+            x_in = m[0][None, None, :] * x + m[1][None, None, :] * x0
             ve = None
             if ve_base is not None and i in ve_slot:
                 ve = ve_base * self.ve.layer_scales[ve_slot[i]].to(ve_base.dtype)
             xsa = i >= cfg.num_layers - cfg.xsa_last_n
             a = self._attention(blk, rms_norm(x_in) * blk.ln_scale, wq, wk, wv, wo, ve, cos, sin, xsa)
-            x = x_in + blk.attn_scale.to(x.dtype) * a
-            x = x + blk.mlp_scale.to(x.dtype) * self._mlp(rms_norm(x) * blk.ln_scale, wup, wdown, i)
+            x = x_in + blk.attn_scale.to(x.dtype)[None, None, :] * a
+            x = x + blk.mlp_scale.to(x.dtype)[None, None, :] * self._mlp(rms_norm(x) * blk.ln_scale, wup, wdown, i)
             if i < n_enc:
                 skips.append(x)
         return rms_norm(x)
@@ -329,8 +341,7 @@ class GPT(nn.Module):
 
     def forward(self, ids: Tensor, targets: Tensor) -> Tensor:
         if self.ce_kernel == "triton_fused" and self.training and torch.is_grad_enabled():
-            from .ce_triton import cross_entropy  # training only: its forward writes the gradient too
-
-            return cross_entropy(self.raw_logits(ids), targets, self.cfg.logit_softcap)
+            # training only: its forward writes the gradient too
+            return ce_triton.cross_entropy(self.raw_logits(ids), targets, self.cfg.logit_softcap)
         z = self.logits(ids)
         return F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1))

@@ -91,6 +91,11 @@ def _blocks(n: int) -> tuple[int, int, int]:
     return (128, 128, 64) if n >= 1024 else (64, 128, 64)
 
 
+def _launch(bm: int, bn: int) -> dict[str, int]:
+    """Warps and pipeline stages: 8 warps for a 128×128 tile (4 leave its accumulator spilling), 3 stages."""
+    return {"num_warps": 8 if bm * bn >= 128 * 128 else 4, "num_stages": 3}
+
+
 def _check(h: Tensor, *weights: Tensor) -> None:
     if h.dim() != 2 or any(w.dim() != 2 for w in weights):
         raise ValueError("mlp_triton: 2-D activations and weights expected")
@@ -108,7 +113,8 @@ def up_act(h: Tensor, wup: Tensor, slope: float) -> tuple[Tensor, Tensor]:
     bm, bn, bk = _blocks(N)
     grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
     _up_act_kernel[grid](h, wup, pre, post, slope, M, N, K, h.stride(0), h.stride(1), wup.stride(0), wup.stride(1),
-                         pre.stride(0), pre.stride(1), INTERP=interpreting(), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+                         pre.stride(0), pre.stride(1), INTERP=interpreting(), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+                         **_launch(bm, bn))
     return pre, post
 
 
@@ -122,7 +128,7 @@ def down_grad(g: Tensor, wdown: Tensor, pre: Tensor, slope: float) -> Tensor:
     grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
     _down_grad_kernel[grid](g, wdown, pre, dpre, slope * slope, M, N, K, g.stride(0), g.stride(1), wdown.stride(0),
                             wdown.stride(1), dpre.stride(0), dpre.stride(1), INTERP=interpreting(),
-                            BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+                            BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, **_launch(bm, bn))
     return dpre
 
 
