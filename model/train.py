@@ -60,6 +60,7 @@ class Trainer:
                     bf16_embeddings="embeddings" in t.bf16, bf16_rotary="rotary" in t.bf16,
                     **dataclasses.asdict(self.kernels))
         self.model = model.to(device)
+        self.model.rotary(run.train.seq_len, device)  # the RoPE tables before any compiled forward: graph inputs
         groups = self.model.param_groups()
         # fused on the CPU too: its kernel does the arithmetic in fp32, where the plain one works in the parameter's
         # dtype and golf7l's fp16 embeddings went NaN at step 1 (eps=1e-8 and grad**2 underflow to 0 in fp16)
