@@ -16,7 +16,7 @@
 #           STEPS steps, unprofiled -> matrix/ (summaries, comparison.json / .csv); stopped by the budget, the runs
 #           that finished are compared (matrix/comparison.json) and a later call resumes the rest
 # Budget (from bench attention's calls on this kind: setup ~12 s, one full-preset run ~90 s with compile, 12 steps
-# and evaluation; repeats reuse Inductor's cache): the first call does check, tests, bench and about 4 runs;
+# and evaluation; repeats reuse Inductor's cache): the first call does check, tests, bench and 2 to 4 runs;
 # the 12 runs of the default matrix need two more calls, each resuming from the state the last one returned:
 #   mkdir -p benchmarks/device/state_kernels && tar xzf <files_at>/results.tar.gz -C benchmarks/device/state_kernels
 #   STATE=$PWD/benchmarks/device/state_kernels STAGES=matrix bash benchmarks/device/h200_kernels.sh
@@ -78,7 +78,7 @@ if want bench && [ "$(left)" -gt 60 ]; then
   ok=0
   for kind in mlp ce; do
     log "bench: golfprof bench $kind"
-    timeout --kill-after=10 "$(cap 90)" golfprof bench "$kind" "${DEVICE_ARGS[@]}" --reps 20 --warmup 5 \
+    timeout --kill-after=10 "$(cap 150)" golfprof bench "$kind" "${DEVICE_ARGS[@]}" --reps 20 --warmup 5 \
       --out "bench_$kind.json" > "logs/bench_$kind.log" 2>&1
     rc=$?; log "bench $kind rc=$rc"; tail -8 "logs/bench_$kind.log"; [ $rc -eq 0 ] || ok=1
   done
