@@ -18,6 +18,7 @@
 # Budget (from bench attention's calls on this kind: setup ~12 s, one full-preset run ~90 s with compile, 12 steps
 # and evaluation; repeats reuse Inductor's cache): the first call does check, tests, bench and 2 to 4 runs;
 # the 12 runs of the default matrix need two more calls, each resuming from the state the last one returned:
+#   echo /benchmarks/device/state_kernels/ >> .git/info/exclude     (once: carried, never committed)
 #   mkdir -p benchmarks/device/state_kernels && tar xzf <files_at>/results.tar.gz -C benchmarks/device/state_kernels
 #   STATE=$PWD/benchmarks/device/state_kernels STAGES=matrix bash benchmarks/device/h200_kernels.sh
 #                                                               carry: .whl benchmarks/device/state_kernels
