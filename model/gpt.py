@@ -133,7 +133,8 @@ def apply_partial_rope(x: Tensor, cos: Tensor, sin: Tensor, rope_dims: int) -> T
     rot = rot.to(cos.dtype)
     half = rope_dims // 2
     x1, x2 = rot[..., :half], rot[..., half:]
-    y = torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1).to(x.dtype)
+    # the record's expression term for term, so that inductor fuses RoPE's backward as it does the record's
+    y = torch.cat((x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos), dim=-1).to(x.dtype)
     return torch.cat((y, rest), dim=-1)
 
 
