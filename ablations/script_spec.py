@@ -68,6 +68,8 @@ class ScriptSpec:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        if self.target_gpu is not None and self.simulate_world is None:  # it rescales a prediction: there is none
+            raise ConfigError("--target-gpu predicts a simulated world's step on another GPU: give --simulate-world N")
         shims = (fa3_shim.AUTO, *fa3_shim.KINDS)
         if self.attention_shim is not None and self.attention_shim not in shims:
             raise ConfigError(f"--attention-shim {self.attention_shim!r}: valid: {', '.join(shims)}")

@@ -60,6 +60,8 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         check_ranges(self)  # the numbers' declared ranges, before anything is launched
+        if self.target_gpu is not None and self.simulate_world is None:  # it rescales a prediction: there is none
+            raise ConfigError("--target-gpu predicts a simulated world's step on another GPU: give --simulate-world N")
 
     @property
     def run(self) -> RunConfig:

@@ -149,7 +149,7 @@ def bench_comm_cmd(
         help="Instead of the sweep, one GPU: the trainer's GEMMs beside a copy kernel on k SMs; the slowdown is "
              "written into the table at --out as interference_probe (docs/simulated-worlds.md).")] = False,
     interference_sms: Annotated[Optional[int], typer.Option(
-        help="With --interference: the copy kernel's CTAs (default: the table's nchannels, else 16).")] = None,
+        min=1, help="With --interference: the copy kernel's CTAs (default: the table's nchannels, else 16).")] = None,
     preset: Preset = "full",
 ) -> None:
     """Time every collective over a size sweep at the world size present and write a cost table, which

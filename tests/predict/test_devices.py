@@ -109,3 +109,17 @@ def test_a_cpu_run_with_a_target_gpu_is_refused_before_it_starts(tmp_path, monke
     r = invoke("ablate", "--preset", "tiny", "--steps", "2", "--simulate-world", "2", "--target-gpu", "h100",
                "--device", "cpu", "--quiet", "--profile-steps", "off")
     assert_refused(r, 2, "this run would be played on the CPU", root, before)
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--preset", "tiny", "--steps", "2", "--target-gpu", "h100", "--quiet", "--profile-steps", "off"],
+    ["ablate", "--preset", "tiny", "--steps", "2", "--target-gpu", "h200", "--nproc", "2", "--quiet"],
+    ["profile", "--target-gpu", "h100", "--steps", "2", "script.py"],
+], ids=["train", "ablate", "profile"])
+def test_a_target_gpu_without_a_simulated_world_is_refused(tmp_path, monkeypatch, argv):
+    """--target-gpu rescales a prediction; a run that makes none would ignore it silently."""
+    root = make_workspace(tmp_path / "work")
+    (root / "script.py").write_text("print('never runs')\n")
+    monkeypatch.chdir(root)
+    before = tree(root)
+    assert_refused(invoke(*argv), 2, "give --simulate-world N", root, before)
