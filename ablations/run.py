@@ -290,6 +290,7 @@ def finish_run(o: Opened, trainer: Trainer, inst: Instruments) -> RunRecord:
     mine = dataclasses.replace(rank_record(steps_df, phases_df, timed), rank=info.rank,
                                peak_memory_mb=peak_memory_mb(o.device), wall_s=inst.wall_s,
                                ortho_kernel=trainer.schedule.ortho_kernel, attention=trainer.attention_used,
+                               kernels=dataclasses.asdict(trainer.kernels),
                                gpu_state=gpustate.summarize(steps_df, timed),
                                window_check=run_window_check(steps_df, phases_df, o.warmup, o.window))
     gathered = [mine]
@@ -351,4 +352,5 @@ def build_record(run: RunConfig, env: dict[str, Any], ranks: list[RankRecord],
         final_loss=head.final_loss, **evaluation, phase_ms=head.phase_ms, toggles=dataclasses.asdict(run.toggles),
         ortho_kernel_used=head.ortho_kernel,  # triton falls back to torch without a GPU
         attention_used=head.attention,  # flash, cudnn, fa3 fall back to sdpa without a GPU
+        kernels_used=head.kernels,  # fused MLP / CE and FP8 fall back to the reference path without a GPU
         ranks=ranks)

@@ -85,6 +85,8 @@ class RankRecord(_Part):
     wall_s: float | None = _f("wall seconds of the training loop")
     ortho_kernel: str | None = _f("the orthogonalization kernel that ran (`torch`, `triton`)")
     attention: str | None = _f("the attention kernel that ran")
+    kernels: dict[str, str] | None = _f("the MLP, cross-entropy and FP8 paths that ran (`mlp_kernel`, `ce_kernel`, "
+                                        "`fp8`: the fused ones fall back without a GPU)")
     gpu_state: dict[str, Any] | None = _f("this rank's GPU over the run (NVML, profiler/gpustate.py: median clocks and "
                                           "power, throttled steps and their reasons); `null` without NVML")
     window_check: dict[str, Any] | None = _f("this rank's profiled steps against its other timed steps "
@@ -143,6 +145,9 @@ class RunRecord(_Part):
                                        "without a GPU)")
     attention_used: str | None = _f("the attention kernel that ran (flash, cudnn, fa3 fall back to sdpa "
                                     "without a GPU)")
+    kernels_used: dict[str, str] | None = _f("the MLP, cross-entropy and FP8 paths that ran, as `mlp_kernel`, "
+                                             "`ce_kernel`, `fp8` (the fused kernels and FP8 fall back to "
+                                             "`inductor` / `off` where they cannot run)")
     ranks: list[RankRecord] = _f("one object per rank (below)", factory=list)
     simulated: Simulated | None = _f("a simulated-world run's world (object below); `null` for a real run")
     gpu_state: dict[str, Any] | None = _f("the GPU over the run: rank 0's median SM/memory clocks and power, "

@@ -58,3 +58,20 @@ def test_tiny_loss_curve_stays_within_band_of_the_reference():
     assert max(abs(a - b) for a, b in zip(fused, ref)) <= 5e-3, (fused, ref)
     assert max(abs(a - b) for a, b in zip(fp8, ref)) <= 0.1 and abs(fp8[-1] - ref[-1]) <= 0.02, (fp8, ref)
     assert all(c[0] - c[-1] > 0.5 for c in (ref, fused, fp8)), curves
+
+
+def test_the_run_record_says_which_paths_ran(tmp_path):
+    """A toggle that fell back must be readable from summary.json, or a matrix compares the reference with itself."""
+    import json
+
+    from tests.cli import invoke
+
+    r = invoke("train", "--preset", "tiny", "--steps", "2", "--quiet", "--profile-steps", "off", "--mlp-kernel",
+               "triton_fused", "--ce-kernel", "triton_fused", "--runs-dir", tmp_path / "runs", "--data-dir",
+               tmp_path / "data")
+    assert r.exit_code == 0, r.output
+    (run,) = (tmp_path / "runs").iterdir()
+    s = json.loads((run / "summary.json").read_text())
+    fell_back = {"mlp_kernel": "inductor", "ce_kernel": "inductor", "fp8": "off"}  # the CPU: no Triton GPU
+    assert s["kernels_used"] == fell_back and s["ranks"][0]["kernels"] == fell_back
+    assert s["toggles"]["mlp_kernel"] == "triton_fused"  # what was asked stays beside what ran
