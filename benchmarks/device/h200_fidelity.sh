@@ -7,18 +7,7 @@
 # last pair. Outputs in $OUT: runs.json (each run's ms/step, window check, GPU state), diff.txt, diff.json, logs.
 set -u
 REPO=$PWD START=$SECONDS
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/dev/null 2>&1
-mkdir -p /tmp/gp/golfprof
-for f in golfprof/*; do ln -sf "$REPO/$f" /tmp/gp/golfprof/; done
-python3 - <<'PY'
-import os, tomllib
-dirs = tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]["package-dir"]
-for name, d in dirs.items():
-    if name != "golfprof":
-        os.symlink(os.path.abspath(d), "/tmp/gp/" + name.replace(".", "/"))
-PY
-export PYTHONPATH=/tmp/gp:/tmp/site PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+source benchmarks/device/tree_env.sh  # wheels, golfprof from this tree, NCCL settings
 cd /tmp  # not the repo root: its golfprof/ folder would shadow /tmp/gp
 GP="python3 -m golfprof.cli"
 SCRIPT=$REPO/benchmarks/device/record_scripts/banking/train_gpt.py
