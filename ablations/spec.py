@@ -38,6 +38,10 @@ class RunSpec:
     marks: bool = option(True, "NVTX/record_function phase marks (off: overhead baseline).")
     timers: bool = option(True, "Always-on phase timers.")
     quiet: bool = option(False, "No progress bar.")
+    record_faithful: bool = option(
+        False, "The banking record's own choices where golfprof's defaults differ: attention FA3 (without its "
+        "package SDPA's cuDNN kernel, the nearest on Hopper), the record's synchronous loader, torch's "
+        "orthogonalizer; refused with a variant or option that sets one of them.")
     simulate_world: int | None = option(
         None, "Play a world of N ranks in this process over the fake backend and predict its step (collectives "
         "modelled, compute measured); see docs/simulated-worlds.md.", min=1)
@@ -103,6 +107,10 @@ def build_spec(*, variant: str, preset: str = "tiny", **values: Any) -> RunSpec:
     from golfprof import options
 
     toggles, train, launch = options.split(values)
+    if launch.get("record_faithful"):
+        from golfprof.ablations.variants import record_faithful
+
+        toggles = record_faithful(variant, toggles)
     run = options.run_config(variant, preset, toggles, train)
     world = launch.get("simulate_world")
     if world and "micro_batch_seqs" not in train:  # a simulated world gets a micro-batch that divides its share

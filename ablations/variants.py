@@ -60,6 +60,28 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+# --record-faithful: the banking record's own choices where golfprof's defaults deliberately differ, so that a
+# variant's prediction and the record's figures compare like for like. Its attention is FA3; without the package,
+# SDPA's cuDNN kernel, the nearest to FA3 on Hopper (the script's own SDPA fallback, flash, is ~11% slower a step
+# at world 1 on an H200: ../shared/reference/record_scripts.md); its loader is the synchronous int64 one; its
+# orthogonalizer torch's batched matmuls (golfprof's default already).
+RECORD_FAITHFUL_FIELDS = ("attention", "loader", "ortho_kernel")
+
+
+def record_faithful(variant: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The toggle overrides with the record's choices added; refused where the variant or an explicit option
+    sets one of them (the flag would silently undo what was asked for)."""
+    from golfprof.model.attention import fa3_installed
+
+    check_variant(name=variant)
+    fixed = {"attention": "fa3" if fa3_installed() else "cudnn", "loader": "record", "ortho_kernel": "torch"}
+    clash = [f for f in RECORD_FAITHFUL_FIELDS if f in VARIANTS[variant][1] or overrides.get(f) is not None]
+    if clash:
+        who = f"variant {variant}" if any(f in VARIANTS[variant][1] for f in clash) else "the command line"
+        raise ConfigError(f"--record-faithful sets {', '.join(clash)}, which {who} also sets: leave one out")
+    return {**overrides, **fixed}
+
+
 # Toggles that only change what ranks exchange: with one process there is nothing to exchange.
 COMM_TOGGLES = ("comm", "rs_order", "replicated", "clip_scope")
 

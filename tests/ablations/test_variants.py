@@ -50,3 +50,53 @@ def test_readme_variant_table_is_the_generated_one():
     assert begin in readme and end in readme
     block = readme[readme.index(begin) + len(begin):readme.index(end)].strip()
     assert block == markdown_table()
+
+
+# ---- --record-faithful ------------------------------------------------------------------------------------
+
+def _faithful_spec(tmp_path: Path, variant: str, **values):
+    from golfprof.ablations.spec import build_spec, code_defaults
+
+    return build_spec(**{**code_defaults(), "variant": variant, "preset": "tiny", "device": "cpu",
+                         "runs_dir": tmp_path / "runs", "data_dir": tmp_path / "data", "record_faithful": True,
+                         **values})
+
+
+def test_record_faithful_sets_the_records_choices_on_any_variant(tmp_path: Path, monkeypatch):
+    from golfprof.model import attention
+
+    monkeypatch.setattr(attention, "fa3_installed", lambda: False)
+    for variant in ("explicit_banks", "ddp_banks", "explicit_unbanked"):
+        t = _faithful_spec(tmp_path, variant).run.toggles
+        assert (t.attention, t.loader, t.ortho_kernel) == ("cudnn", "record", "torch")
+        assert (t.comm, t.layout) == (V.resolve(variant).comm, V.resolve(variant).layout)  # the variant kept
+    monkeypatch.setattr(attention, "fa3_installed", lambda: True)
+    assert V.record_faithful("explicit_banks", {"steps": None})["attention"] == "fa3"
+
+
+def test_record_faithful_is_off_by_default(tmp_path: Path):
+    t = _faithful_spec(tmp_path, "explicit_banks", record_faithful=False).run.toggles
+    assert (t.attention, t.loader) == ("sdpa", "prefetch")
+
+
+def test_record_faithful_refuses_what_would_undo_a_request(tmp_path: Path):
+    import pytest
+
+    from golfprof.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="variant attn_flash also sets: leave one out"):
+        _faithful_spec(tmp_path, "attn_flash")
+    with pytest.raises(ConfigError, match="sets ortho_kernel, which variant triton_ortho"):
+        _faithful_spec(tmp_path, "triton_ortho")
+    with pytest.raises(ConfigError, match="sets loader, which the command line also sets"):
+        _faithful_spec(tmp_path, "explicit_banks", loader="prefetch")
+
+
+def test_record_faithful_clash_is_one_error_line_before_any_run(tmp_path: Path):
+    r = subprocess.run([sys.executable, "-m", "golfprof.cli", "ablate", "--variant", "explicit_banks",
+                        "--variant", "record_loader", "--record-faithful", "--preset", "tiny",
+                        "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --record-faithful sets loader, which variant record_loader also sets: leave one out"]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
