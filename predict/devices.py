@@ -2,7 +2,8 @@
 
 Bundled as package data (``predict/devices.json``, format ``golfprof-device-table/1``); ``--target-gpu FILE``
 takes a table of the same format. Every number is ``{"value", "source"}`` and is checked as the comm tables'
-are (costmodel._v): finite, real, > 0. A run's recorded device name finds its source entry through each
+are (costmodel._v): finite, real, > 0. ``achievable_bw_fraction`` (optional, at most 1: the share of the HBM
+peak a streaming copy reaches) sets the split rule's bandwidth part; without it the peak is taken. A run's recorded device name finds its source entry through each
 entry's ``matches`` (substrings of torch's device name).
 """
 
@@ -32,6 +33,7 @@ class Device:
     sm_count: int
     comm_table: str | None  # the bundled comm table of this GPU's NVLink world, if any
     where: str
+    bw_fraction: float = 1.0  # the share of hbm_bw a streaming kernel reaches (achievable_bw_fraction; 1: unknown)
 
     @property
     def ridge(self) -> float:
@@ -50,8 +52,11 @@ def _device(key: str, d: Any, where: str) -> Device:
     if not isinstance(matches, list) or not all(isinstance(m, str) and m for m in matches):
         raise ConfigError(f"{at}.matches: must be a list of non-empty device-name substrings")
     comm = d.get("comm_table")
+    frac = _v(d, "achievable_bw_fraction", at, positive=True) if "achievable_bw_fraction" in d else 1.0
+    if frac > 1:
+        raise ConfigError(f"{at}.achievable_bw_fraction: {frac} is a share of hbm_bw_Bps, at most 1")
     return Device(key, str(d.get("name", key)), tuple(matches), flops, bw, int(sms),
-                  str(comm) if comm else None, where)
+                  str(comm) if comm else None, where, frac)
 
 
 def from_dict(doc: Any, where: str) -> dict[str, Device]:

@@ -31,7 +31,7 @@ from golfprof.profiler.names import DEFAULT_PHASE_REGEX, MUON
 from golfprof.profiler.record import RunRecord, Simulated
 from golfprof.profiler.rundir import RunDir, write_json
 
-from . import breakdown, costmodel, devices, intervals, replay, shapes, target
+from . import breakdown, costmodel, devices, intervals, replay, rescale, shapes, target
 
 GPU_SOURCE = "kineto trace (profiled steps), on the rank's median unprofiled step"
 CPU_SOURCE = "recorder timeline (timed steps)"
@@ -321,9 +321,9 @@ class Sides(NamedTuple):
     tgt_side: target.Side
     kernels: dict[tuple[int, int], target.Kernels]
 
-    def sided(self, which: target.Side) -> Sided:
+    def sided(self, which: target.Side, rule: str = rescale.SPLIT) -> Sided:
         src, kern = self.src, self.kernels
-        return Sided(which.model, lambda s, row: target.on_side(row.role, kern[(s, row.rank)], src, which),
+        return Sided(which.model, lambda s, row: target.on_side(row.role, kern[(s, row.rank)], src, which, rule),
                      which.device.hbm_bw)
 
 
@@ -337,25 +337,30 @@ def sides(inp: Inputs, work: dict[int, list[Work]], tgt: devices.Device, known: 
 
 def target_doc(inp: Inputs, work: dict[int, list[Work]], sd: Sides, source_ms: float,
                offsets: tuple[float, float]) -> dict[str, Any]:
-    """The target's figures; its step spread is the source's, scaled by the predicted steps' ratio."""
+    """The target's figures by the split rule; its step spread is the source's, scaled by the predicted steps'
+    ratio; the interval also spans the roofline rule's figure (the rescale's own uncertainty)."""
     replays, tf = side_figures(inp, work, sd.sided(sd.tgt_side), offsets)
     ratio = tf["ms_per_step"] / source_ms if source_ms else 1.0
     tf["interval_ms"] = [tf["interval_ms"][i] + offsets[i] * (ratio - 1) for i in (0, 1)]
+    alt = figures(inp, replay_steps(inp, work, sd.tgt_side.model, 1.0, sd.sided(sd.tgt_side, rescale.ROOFLINE)
+                                    .role_of))["ms_per_step"]
+    tf["interval_ms"] = [min(tf["interval_ms"][0], alt), max(tf["interval_ms"][1], alt)]
     rp = replays[0]
+    first = (work[rp.step][0].role, sd.kernels[(rp.step, rp.rows[0].rank)], sd.src, sd.tgt)
     return {
         "gpu": sd.tgt.key, "name": sd.tgt.name, "table": sd.tgt.where, "rule": RESCALE_RULE,
+        "alternative": {"rule": rescale.RULES[rescale.ROOFLINE], "ms_per_step": alt,
+                        "kernels_first_step": target.kernel_summary(*first, rescale.ROOFLINE)},
         "ms_per_step": tf["ms_per_step"], "interval_ms": tf["interval_ms"], "comm_ms": tf["comm_ms"],
         "exposed_comm_ms": tf["exposed_comm_ms"], "breakdown": tf["breakdown"],
         "comm_model": {"path": sd.tgt_side.model.path, "name": sd.tgt_side.model.name,
                        "uncertainty": sd.tgt_side.model.uncertainty},
         "interference": sd.tgt_side.interference.as_dict(),
-        "kernels_first_step": target.kernel_summary(work[rp.step][0].role, sd.kernels[(rp.step, rp.rows[0].rank)],
-                                                    sd.src, sd.tgt),
+        "kernels_first_step": target.kernel_summary(*first),
     }
 
 
-RESCALE_RULE = ("roofline: shapes known -> d * max(F/P_t, B/W_t) / max(F/P_s, B/W_s); else by name: compute-bound "
-                "x P_s/P_t, memory-bound x W_s/W_t (docs/simulated-worlds.md#predicting-for-another-gpu)")
+RESCALE_RULE = rescale.RULES[rescale.SPLIT] + " (docs/simulated-worlds.md#predicting-for-another-gpu)"
 
 
 def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | None = None,

@@ -43,14 +43,16 @@ class Kernels:
     nbytes: np.ndarray
 
 
-def on_side(role: RoleStep, k: Kernels, src: Device, s: Side) -> RoleStep:
-    """The role as it runs on the side's GPU: rescaled from the source, each kernel slowed by its class's factor."""
+def on_side(role: RoleStep, k: Kernels, src: Device, s: Side, rule: str = rescale.SPLIT) -> RoleStep:
+    """The role as it runs on the side's GPU: rescaled from the source by ``rule``, each kernel slowed by its
+    class's factor."""
     cls, _ = rescale.classify(k.names, k.flops, k.nbytes, src)
-    out = role if s.device.key == src.key else rescale.target_role(role, rescale.scale(k.names, k.flops, k.nbytes,
-                                                                                       src, s.device))
+    ratio = None if s.device.key == src.key else rescale.scale(k.names, k.flops, k.nbytes, role.dur, src, s.device,
+                                                               rule)
+    out = role if ratio is None else rescale.target_role(role, ratio)
     return dataclasses.replace(out, slow=s.interference.per_item(cls))
 
 
-def kernel_summary(role: RoleStep, k: Kernels, src: Device, tgt: Device) -> list[dict]:
-    f: pd.DataFrame = rescale.summary(k.names, role.dur, k.flops, k.nbytes, src, tgt)
+def kernel_summary(role: RoleStep, k: Kernels, src: Device, tgt: Device, rule: str = rescale.SPLIT) -> list[dict]:
+    f: pd.DataFrame = rescale.summary(k.names, role.dur, k.flops, k.nbytes, src, tgt, rule)
     return f.to_dict("records")

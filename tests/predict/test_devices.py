@@ -45,6 +45,10 @@ BAD = [
     ("sms-fraction", ("devices", "h100", "sm_count", "value"), 131.5, "not a whole number"),
     ("sms-zero", ("devices", "h100", "sm_count", "value"), 0, "must be > 0"),
     ("matches-not-list", ("devices", "h100", "matches"), "H100", "matches: must be a list"),
+    ("bw-fraction-over-one", ("devices", "h100", "achievable_bw_fraction", "value"), 1.2, "at most 1"),
+    ("bw-fraction-zero", ("devices", "h100", "achievable_bw_fraction", "value"), 0, "must be > 0"),
+    ("bw-fraction-no-source", ("devices", "h100", "achievable_bw_fraction"), {"value": 0.9},
+     "every number cites its source"),
     ("entry-not-object", ("devices", "h100"), 7, "must be an object"),
     ("format", ("format",), "golfprof-comm-table/1", "not a golfprof device table"),
     ("no-devices", ("devices",), {}, "'devices' must be a non-empty object"),
@@ -86,6 +90,7 @@ def test_a_file_target_and_the_source_looked_up_by_the_run_s_device_name(tmp_pat
     (tmp_path / "b200.json").write_text(json.dumps(one))
     tgt, known = devices.resolve_target(str(tmp_path / "b200.json"))
     assert tgt.key == "b200" and set(known) == {"h100", "h200", "b200"}
+    assert tgt.bw_fraction == 1.0 and known["h200"].bw_fraction == pytest.approx(0.8458)  # optional: peak if absent
     assert devices.source_device("NVIDIA H100 80GB HBM3", known).key == "h100"
     assert devices.source_device("NVIDIA H200", known).key == "h200"
     with pytest.raises(ConfigError, match="not in the device table"):

@@ -17,6 +17,9 @@ H100, H200 = DEV["h100"], DEV["h200"]
 N = 4096
 GEMM_F, GEMM_B = 2.0 * N**3, 3.0 * N * N * 2
 ADD_F, ADD_B = float(N * N), 3.0 * N * N * 2
+ADD_STREAM_US = ADD_B / (H200.bw_fraction * H200.hbm_bw) * 1e6  # the add at the H200's achievable bandwidth
+DUR = np.array([100.0, 2 * ADD_STREAM_US])  # the GEMM's and the add's measured µs: the add at half that rate
+M_ADD = 0.5  # the add's bandwidth share of its measured time
 
 
 def test_op_shapes_give_gemm_and_elementwise_flops_and_bytes():
@@ -38,10 +41,10 @@ def test_a_gemm_is_compute_bound_and_an_add_memory_bound_and_they_rescale_differ
     f, b = np.array([GEMM_F, ADD_F]), np.array([GEMM_B, ADD_B])
     cls, basis = rescale.classify(names, f, b, H200)
     assert list(cls) == ["compute", "memory"] and list(basis) == ["shapes", "shapes"]
-    r = rescale.scale(names, f, b, H200, H100)
+    r = rescale.scale(names, f, b, DUR, H200, H100, rescale.ROOFLINE)
     # the datasheets give both GPUs the same dense bf16 peak: the GEMM does not move, the add takes 4.8/3.35
     np.testing.assert_allclose(r, [1.0, 4.8 / 3.35])
-    np.testing.assert_allclose(rescale.scale(names, f, b, H100, H200) * r, [1.0, 1.0])
+    np.testing.assert_allclose(rescale.scale(names, f, b, DUR, H100, H200, rescale.ROOFLINE) * r, [1.0, 1.0])
 
 
 def test_h200_to_h100_slows_a_memory_bound_kernel_and_a_gemm_between_the_ridge_points():
@@ -51,16 +54,18 @@ def test_h200_to_h100_slows_a_memory_bound_kernel_and_a_gemm_between_the_ridge_p
     f, b = np.array([250.0 * 1e9, ADD_F]), np.array([1e9, ADD_B])
     cls, _ = rescale.classify(names, f, b, H200)
     assert list(cls) == ["compute", "memory"] and rescale.classify(names, f, b, H100)[0][0] == "memory"
-    r = rescale.scale(names, f, b, H200, H100)
+    r = rescale.scale(names, f, b, DUR, H200, H100, rescale.ROOFLINE)
     np.testing.assert_allclose(r, [_roof(250e9, 1e9, H200, H100), 4.8 / 3.35])
     assert 1.0 < r[0] < r[1]
 
 
 def test_a_compute_bound_kernel_rescales_by_the_peak_flops(tmp_path: Path):
-    fast = devices.Device("fast", "fast", ("FAST",), 2 * H200.peak_flops, H200.hbm_bw, 132, None, "test")
+    fast = devices.Device("fast", "fast", ("FAST",), 2 * H200.peak_flops, H200.hbm_bw, 132, None, "test",
+                          H200.bw_fraction)
     names = ["nvjet_gemm", "vectorized_elementwise_kernel"]
-    r = rescale.scale(names, np.array([GEMM_F, ADD_F]), np.array([GEMM_B, ADD_B]), H200, fast)
-    np.testing.assert_allclose(r, [0.5, 1.0])
+    for rule in rescale.RULES:
+        r = rescale.scale(names, np.array([GEMM_F, ADD_F]), np.array([GEMM_B, ADD_B]), DUR, H200, fast, rule)
+        np.testing.assert_allclose(r, [0.5, 1.0] if rule == rescale.ROOFLINE else [0.5, 1.0 - 0.5 * (1 - M_ADD)])
 
 
 def test_kernels_without_shapes_go_by_name_and_one_ratio():
@@ -69,7 +74,37 @@ def test_kernels_without_shapes_go_by_name_and_one_ratio():
     nan = np.full(4, np.nan)
     cls, basis = rescale.classify(names, nan, nan, H200)
     assert list(cls) == ["compute", "memory", "memory", "compute"] and set(basis) == {"name"}
-    np.testing.assert_allclose(rescale.scale(names, nan, nan, H200, H100), [1.0, 4.8 / 3.35, 4.8 / 3.35, 1.0])
+    for rule in rescale.RULES:
+        np.testing.assert_allclose(rescale.scale(names, nan, nan, np.full(4, 10.0), H200, H100, rule),
+                                   [1.0, 4.8 / 3.35, 4.8 / 3.35, 1.0])
+
+
+def test_split_scales_only_a_memory_bound_kernels_bandwidth_part():
+    """H200 -> H100 (one die, same peak FLOP/s, equal achievable fractions): an add streaming at the achievable
+    bandwidth takes 4.8/3.35 of its time; the same add measured twice as slow (half of it bandwidth) takes
+    0.5 + 0.5·4.8/3.35; one four times as slow 0.75 + 0.25·4.8/3.35; the GEMM keeps its time."""
+    names = ["nvjet_gemm"] + ["vectorized_elementwise_kernel"] * 3
+    f, b = np.array([GEMM_F] + [ADD_F] * 3), np.array([GEMM_B] + [ADD_B] * 3)
+    dur = np.array([100.0, ADD_STREAM_US, 2 * ADD_STREAM_US, 4 * ADD_STREAM_US])
+    w = 4.8 / 3.35
+    r = rescale.scale(names, f, b, dur, H200, H100, rescale.SPLIT)
+    np.testing.assert_allclose(r, [1.0, w, 0.5 + 0.5 * w, 0.75 + 0.25 * w])
+    assert (r <= rescale.scale(names, f, b, dur, H200, H100, rescale.ROOFLINE) + 1e-12).all()
+    fast = devices.Device("fast", "fast", ("F",), H200.peak_flops, H200.hbm_bw, 132, None, "t", bw_fraction=0.5)
+    # the target's streaming kernels reach half its peak: the bandwidth part takes 0.8458/0.5 of its time
+    np.testing.assert_allclose(rescale.scale(names[1:2], f[1:2], b[1:2], dur[1:2], H200, fast), [0.8458 / 0.5])
+
+
+def test_a_kernel_faster_than_the_achievable_bandwidth_is_all_bandwidth():
+    """L2-resident reads: the measured time is below B/(η·W); the bandwidth part is capped at the whole time."""
+    r = rescale.scale(["triton_poi_fused_add"], np.array([ADD_F]), np.array([ADD_B]),
+                      np.array([ADD_STREAM_US / 3]), H200, H100)
+    np.testing.assert_allclose(r, [4.8 / 3.35])
+
+
+def test_an_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="rescale rule 'guess'"):
+        rescale.scale(["k"], np.ones(1), np.ones(1), np.ones(1), H200, H100, "guess")
 
 
 def test_a_kernel_queued_behind_its_predecessor_may_start_at_its_launch():
@@ -98,13 +133,18 @@ def test_a_target_gpu_prediction_rescales_the_played_rank_and_reports_both_sides
     kernels = [("nvjet_gemm", "aten::mm", 5, 0, 100), ("vectorized_elementwise_kernel", "aten::add", 10, 100, 50)]
     run, _ = write_run(tmp_path / "run", kernels, [], end=160)
     p = predict(run, "h200", target_gpu="h100")["prediction"]
-    r = [1.0, 4.8 / 3.35]
+    m = ADD_STREAM_US  # the add's bandwidth part (its 50 µs are above it)
+    split, roof = [1.0, (50 - m + m * 4.8 / 3.35) / 50], [1.0, 4.8 / 3.35]
     assert p["source_gpu"]["key"] == "h200" and p["ms_per_step"] == pytest.approx(0.160)
     t = p["target"]
-    assert t["gpu"] == "h100" and t["ms_per_step"] == pytest.approx((160 + 100 * (r[0] - 1) + 50 * (r[1] - 1)) / 1e3)
-    got = {(k["class"], k["basis"]): k for k in t["kernels_first_step"]}
-    assert got[("compute", "shapes")]["target_ms"] == pytest.approx(0.1 * r[0])
-    assert got[("memory", "shapes")]["target_ms"] == pytest.approx(0.05 * r[1])
+    at = {name: (160 + 100 * (r[0] - 1) + 50 * (r[1] - 1)) / 1e3 for name, r in (("split", split), ("roof", roof))}
+    assert t["gpu"] == "h100" and t["ms_per_step"] == pytest.approx(at["split"])
+    assert t["alternative"]["ms_per_step"] == pytest.approx(at["roof"]) and at["roof"] > at["split"]
+    assert t["interval_ms"][1] >= at["roof"]  # the interval spans both rules
+    for doc, r in ((t["kernels_first_step"], split), (t["alternative"]["kernels_first_step"], roof)):
+        got = {(k["class"], k["basis"]): k for k in doc}
+        assert got[("compute", "shapes")]["target_ms"] == pytest.approx(0.1 * r[0])
+        assert got[("memory", "shapes")]["target_ms"] == pytest.approx(0.05 * r[1])
     same = predict(run, "h200", target_gpu="h200")["prediction"]["target"]
     assert same["ms_per_step"] == pytest.approx(0.160)
 
