@@ -219,6 +219,15 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
     return {"git_revision": git_revision(cwd), "git_dirty": dirty, "git_diff_sha256": digest}
 
 
+COMPILER_ENV = ("TORCHINDUCTOR_", "TORCHDYNAMO_", "TORCH_COMPILE_", "TRITON_", "PYTHONHASHSEED")
+
+
+def compiler_env() -> dict[str, str]:
+    """The compiler's settings from the environment (TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 changes which kernels a
+    step runs): two runs that differ here are not like for like. Cache folders are left out: they move no figure."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(COMPILER_ENV) and "CACHE_DIR" not in k}
+
+
 def environment(world_size: int, backend: str) -> dict[str, Any]:
     """What a reader needs to trust (or reproduce) a figure from this run."""
     import torch  # here, not at module level: the dashboard writes files through this module
@@ -236,6 +245,7 @@ def environment(world_size: int, backend: str) -> dict[str, Any]:
         "world_size": world_size,
         "backend": backend,
         "tf32": torch.backends.cuda.matmul.allow_tf32,
+        "compiler_env": compiler_env(),
         # in the data, not the file system: copies, archives and git checkouts reset mtimes
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -122,6 +122,13 @@ def _diff_settings(made: Path, root: Path) -> list[str]:
     return ["diff", a, b]
 
 
+def _diff_compiler_env(made: Path, root: Path) -> list[str]:
+    """One run compiled with inductor's mix-order reduction off (env.json's compiler_env), the other not."""
+    a, b = _copy(made, root, "a"), _copy(made, root, "b")
+    _edit_json(b / "env.json", lambda d: d.setdefault("compiler_env", {}).update(TORCHINDUCTOR_MIX_ORDER_REDUCTION="0"))
+    return ["diff", a, b]
+
+
 def _never_finished(made: Path, root: Path) -> list[str]:
     run = _copy(made, root, "stopped")
     (run / "summary.json").unlink()
@@ -135,6 +142,8 @@ WARNED = [
     ("diff-different-settings", _diff_settings, ["not like for like: train.steps 3 → 7",
                                                  "note: A and B differ in toggles.comm explicit → ddp"]),
     ("analyze-never-finished", _never_finished, ["this run never finished (no summary.json"]),
+    ("diff-compiler-env", _diff_compiler_env, ["not like for like: env.compiler_env.TORCHINDUCTOR_MIX_ORDER_REDUCTION"
+                                               " - → 0"]),
 ]
 
 

@@ -281,3 +281,16 @@ def test_only_rundir_spells_run_directory_file_names():
              if p.relative_to(ROOT).as_posix() != _OWNER
              for line, text in _spellings(p.read_text())]
     assert not found, "ask profiler/rundir.py's RunDir/MatrixDir instead:\n" + "\n".join(found)
+
+
+def test_the_compiler_environment_is_recorded_without_cache_folders(monkeypatch):
+    from golfprof.profiler.rundir import compiler_env, environment
+
+    monkeypatch.setenv("TORCHINDUCTOR_MIX_ORDER_REDUCTION", "0")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/somewhere")
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/tmp/elsewhere")
+    monkeypatch.setenv("PYTHONHASHSEED", "7")
+    got = compiler_env()
+    assert got["TORCHINDUCTOR_MIX_ORDER_REDUCTION"] == "0" and got["PYTHONHASHSEED"] == "7"
+    assert not any("CACHE_DIR" in k for k in got)
+    assert environment(1, "none")["compiler_env"] == got
