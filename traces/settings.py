@@ -61,13 +61,28 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[str], list[s
     return compared, unlike
 
 
+# A profiled script's run and a golfprof trainer's share no model or toggle fields: the script's are its own code.
+_PROGRAM = ("script.", "toggles.", "model.", "train.", "preset", "variant", "launch.")
+
+
+def _program(s: dict[str, Any]) -> str:
+    path = s.get("script.path")
+    return f"the script {Path(str(path)).name}" if path else f"golfprof's trainer ({s.get('variant', '?')})"
+
+
 def difference_lines(path_a: Path, path_b: Path) -> list[tuple[str, str]]:
-    """(kind, text) lines for `diff` to print: 'note' for the compared settings, 'warning' for unlike ones."""
+    """(kind, text) lines for `diff` to print: 'note' for the compared settings, 'warning' for unlike ones. A
+    script's run against a golfprof trainer's compares two programs: their own settings are not listed field by
+    field (none match), the environment's still are."""
     a, b = run_settings(path_a), run_settings(path_b)
     if a is None or b is None:
         return []
+    head = []
+    if ("script.path" in a) != ("script.path" in b):
+        head = [("note", f"A is {_program(a)}, B {_program(b)}: two programs, whose own settings are not compared")]
+        a, b = ({k: v for k, v in d.items() if not k.startswith(_PROGRAM)} for d in (a, b))
     compared, unlike = differences(a, b)
-    out = []
+    out = head
     if compared:
         out.append(("note", "A and B differ in " + "; ".join(compared)))
     if unlike:
