@@ -49,10 +49,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                    "records)", {"mlp_kernel": "triton_fused"}),
     "triton_ce": ("softcap-30 cross-entropy forward and backward in one Triton pass, a custom op with an autograd "
                   "formula, training only (parameter-golf's later records)", {"ce_kernel": "triton_fused"}),
-    "fp8_mlp": ("the MLP's forward projections in FP8 (torch._scaled_mm, delayed scaling), backward in bf16 "
-                "(modded-nanogpt)", {"fp8": "mlp"}),
-    "fp8_mlp_head": ("the MLP's and the LM head's forward projections in FP8 (delayed scaling), backward in bf16 "
-                     "(modded-nanogpt #89)", {"fp8": "mlp_head"}),
+    "fp8_mlp": ("the MLP's forward projections in FP8 (torch._scaled_mm, delayed scaling), the up-projection's input "
+                "gradient in FP8, the down-projection's backward in bf16 (modded-nanogpt)", {"fp8": "mlp"}),
+    "fp8_mlp_head": ("the MLP's and the LM head's forward projections in FP8 (delayed scaling), the up-projection's "
+                     "and head's input gradients in FP8, the rest of backward in bf16 (modded-nanogpt #89)",
+                     {"fp8": "mlp_head"}),
     "later_records": ("the later records' systems changes together: fused MLP backward and CE, FP8 MLP and head "
                       "forward, the replicated all-reduces as one flat buffer",
                       {"mlp_kernel": "triton_fused", "ce_kernel": "triton_fused", "fp8": "mlp_head",

@@ -217,8 +217,8 @@ class Toggles:
         "inductor", "Softcapped cross-entropy in training: {choices} (triton_fused: one Triton pass writes loss "
         "and gradient; GPU).")
     fp8: Literal["off", "mlp", "mlp_head"] = option(
-        "off", "FP8 forward projections (delayed scaling, bf16 backward): {choices} (GPUs of compute capability "
-        "8.9+, bf16).")
+        "off", "FP8 forward projections (delayed scaling; backward: the up-projection's and head's input gradient in "
+        "FP8, the down-projection's and every weight gradient in bf16): {choices} (GPUs of compute capability 8.9+).")
 
     def validate(self) -> None:
         validate_choices(self)

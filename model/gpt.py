@@ -284,8 +284,8 @@ class GPT(nn.Module):
         hist = self.fp8_mlp_hist[layer]
         if self.mlp_kernel == "triton_fused":
             return FP8.mlp_fused_backward(h, wup, wdown, hist, slope)
-        u = F.leaky_relu(FP8.linear(h, wup, hist[0]), slope)
-        return FP8.linear(u.square(), wdown, hist[1])
+        u = F.leaky_relu(FP8.linear(h, wup, hist[0], dx_fp8=True), slope)  # dx in FP8
+        return FP8.linear(u.square(), wdown, hist[1])  # the down-projection's backward in bf16
 
     def rotary(self, T: int, device: torch.device) -> tuple[Tensor, Tensor]:
         """cos/sin for length T, made once: the record caches them on its modules, so that under torch.compile they
@@ -332,7 +332,8 @@ class GPT(nn.Module):
         """The LM head's output before the softcap (bf16 under autocast or FP8; fp32 otherwise)."""
         x = self.hidden(ids)
         if self.fp8 == "mlp_head":
-            return FP8.linear(x.to(torch.bfloat16), self.tok_emb.weight.to(torch.bfloat16), self.fp8_head_hist)
+            return FP8.linear(x.to(torch.bfloat16), self.tok_emb.weight.to(torch.bfloat16), self.fp8_head_hist,
+                              dx_fp8=True)
         return F.linear(x, self.tok_emb.weight.to(x.dtype))
 
     def logits(self, ids: Tensor) -> Tensor:

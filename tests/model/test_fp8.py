@@ -14,6 +14,7 @@ bf16 product, so a bf16 dx fails. The bf16 backward is asserted bitwise equal to
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -312,3 +313,33 @@ def test_cuda_full_preset_fused_mlp_backward_within_bound():
     assert _rel(h.grad, h64.grad) < DX_FP8_BOUND
     assert _rel(wup.grad, wu64.grad) <= 2 * U_E4M3 and _rel(wdown.grad, wd64.grad) <= 2 * U_E4M3
     assert (FP8.grad_history(hist[0])[:2] > 0).all() and (FP8.grad_history(hist[1]) == 0).all()
+
+
+def test_the_trainer_runs_the_up_projection_and_head_backward_in_fp8_and_the_down_projection_in_bf16(tmp_path):
+    """The tiny preset, eager, fp8=mlp_head forced on the CPU (torch._scaled_mm runs there): after a few steps the
+    head's and the up-projections' gradient histories hold amaxes (their dx went through FP8), the
+    down-projections' stay empty (their backward is the bf16 path)."""
+    from golfprof.model import train as TR
+    from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, replace
+    from golfprof.model.data import DistributedLoader
+    from golfprof.model.kernel_choice import Kernels
+    from golfprof.model.synthetic import write_synthetic_dataset
+
+    steps = 4
+    train = replace(TINY_TRAIN, steps=steps)
+    paths = write_synthetic_dataset(str(tmp_path), TINY_MODEL.vocab_size, steps * train.tokens_per_step + 1,
+                                    train.val_tokens, seed=0)
+    saved = TR.resolve_kernels
+    TR.resolve_kernels = lambda toggles, device: Kernels("inductor", "inductor", "mlp_head")
+    try:
+        trainer = TR.Trainer(RunConfig("tiny", TINY_MODEL, train, Toggles(compile="off"), "fp8"), torch.device("cpu"))
+        loader = DistributedLoader(paths["train"], train.seq_len, train.micro_batch_seqs, trainer.grad_accum)
+        losses = [float(trainer.step(s, loader)) for s in range(steps)]
+    finally:
+        TR.resolve_kernels = saved
+    model = next(m for m in trainer.model.modules() if hasattr(m, "fp8_mlp_hist"))
+    g = slice(FP8.HISTORY, None)  # the backward's columns, row 0: the output gradient's amaxes
+    assert all(math.isfinite(x) for x in losses)
+    assert (model.fp8_head_hist[0, g] > 0).any()
+    assert (model.fp8_mlp_hist[:, 0, 0, g] > 0).any()  # up-projections (their g is zero while proj is zero-init)
+    assert (model.fp8_mlp_hist[:, 1, 0, g] == 0).all()  # down-projections: bf16 backward, nothing pushed
