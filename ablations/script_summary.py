@@ -55,7 +55,7 @@ def rank_record(rd: RunDir, rank: int, warmup: int, window: Window | None) -> Ra
 
     report = read_json(rd.script_rank(rank))
     steps, phases = rd.steps_frame(rank), rd.phases_frame(rank)
-    timed = timed_steps(len(steps), warmup, window)
+    timed = timed_steps(len(steps), warmup, window, export_step=True)  # the script's step pays the export
     counted = steps[steps.step.isin(timed)]
     base = medians(steps, phases, timed)
     extra = {"steps": len(steps), "tokens_per_step": _median(counted.tokens),
@@ -98,7 +98,7 @@ def build(rd: RunDir, spec: ScriptSpec, env: dict[str, Any], warmup: int, window
     ms = head.ms_per_step
     tokens_per_s = tokens / (ms / 1e3) if tokens and ms else None
     frame = recorded_frame(rd, ranks[0], simulated is not None)
-    timed = sorted(timed_steps(int(head.extra["steps"]), warmup, window))
+    timed = sorted(timed_steps(int(head.extra["steps"]), warmup, window, export_step=True))
     notes = list(dict.fromkeys(n for r in records for n in (r.extra.get("notes") or [])))
     if not head.extra["steps"]:
         notes.append(NO_STEPS_NOTE)

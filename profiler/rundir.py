@@ -448,8 +448,9 @@ class RunDir:
 
     def timed_steps(self) -> list[int]:
         """The steps the medians use, in order: the one rule (profiler/window.timed_steps) applied to config.json
-        (either form): from ``warmup_steps`` on, outside the profiler window where other steps remain. A run
-        directory without config.json (a producer that writes none) uses its record's steps from the warm-up on."""
+        (either form): from ``warmup_steps`` on, outside the profiler window where other steps remain (a profiled
+        script's: nor the step after it, which pays the export). A run directory without config.json (a producer
+        that writes none) uses its record's steps from the warm-up on."""
         from .window import Window, timed_steps
 
         if not self.config.exists():
@@ -458,7 +459,7 @@ class RunDir:
         config = self.read_config()
         w = config.get("profile_window")
         return sorted(timed_steps(int(config["train"]["steps"]), int(config.get("warmup_steps") or 0),
-                                  Window(**w) if w else None))
+                                  Window(**w) if w else None, export_step="script" in config))
 
     def ranks(self) -> list[int]:
         """Ranks whose step table is present (every rank writes one when it finishes training)."""

@@ -29,11 +29,13 @@ def _rank(rd: RunDir, rank: int, ms: list[float], tokens: int, colls: list[tuple
 def test_headline_is_rank_0_over_the_timed_steps_and_tokens_sum_over_the_ranks(tmp_path):
     rd = RunDir(tmp_path)
     for r in (0, 1):
-        _rank(rd, r, [50.0, 9.0, 7.0, 5.0, 6.0], 64, [("all_reduce", 400, s, False) for s in range(5)])
-    spec = ScriptSpec(script=str(tmp_path / "train.py"), steps=5, identity={"sha256": "ab"})
+        _rank(rd, r, [50.0, 9.0, 7.0, 900.0, 5.0, 6.0], 64, [("all_reduce", 400, s, False) for s in range(6)])
+    spec = ScriptSpec(script=str(tmp_path / "train.py"), steps=6, identity={"sha256": "ab"})
     rec = build(rd, spec, {"world_size": 2, "device": "cpu"}, warmup=1, window=Window(1, 1, 1), ranks=[0, 1])
     assert isinstance(rec, RunRecord) and rec.source.kind == "script" and rec.source.script_sha256 == "ab"
-    assert rec.ms_per_step == 5.5  # median of steps 3 and 4 (5, 6 ms): step 0 is warm-up, steps 1-2 the profiled window
+    # median of steps 4 and 5 (5, 6 ms): step 0 is warm-up, steps 1-2 the profiled window, step 3 (900 ms) paid the
+    # trace's export, as a profiled script's step after the window does
+    assert rec.ms_per_step == 5.5 and rec.ranks[0].timed_steps == 2
     assert rec.tokens_per_step == 128 and rec.tokens_per_s == 128 / 0.0055 and rec.optimizer_ms == 0.5
     assert rec.peak_memory_mb == 11.0 and rec.mfu_pct is None
     assert rec.extra["collectives_per_step"] == [{"op": "all_reduce", "dtype": "f32", "phase": names.BACKWARD,

@@ -294,3 +294,15 @@ def test_the_compiler_environment_is_recorded_without_cache_folders(monkeypatch)
     assert got["TORCHINDUCTOR_MIX_ORDER_REDUCTION"] == "0" and got["PYTHONHASHSEED"] == "7"
     assert not any("CACHE_DIR" in k for k in got)
     assert environment(1, "none")["compiler_env"] == got
+
+
+def test_a_profiled_script_s_step_after_the_window_is_not_timed(tmp_path: Path):
+    """The script's step after the window paid the trace's export (1,902 ms against 590 on an H200); golfprof's
+    trainer steps the profiler outside its timer, so its step after the window counts."""
+    import json
+
+    rd = RunDir(tmp_path / "script")
+    rd.write_config(RUN_CONFIG, {}, warmup_steps=2, profile_window={"wait": 2, "warmup": 1, "active": 2})
+    config = json.loads(rd.config.read_text())
+    rd.config.write_text(json.dumps({**config, "script": {"path": "train_gpt.py"}}))
+    assert rd.timed_steps() == [6, 7]  # steps 2..7 after the warm-up, less the window's 2..4 and 5, its export
