@@ -3,8 +3,10 @@
 torch.profiler(record_shapes=True) writes ``Input Dims`` and ``Input type`` on every ``cpu_op``; a kernel
 belongs to the innermost shaped op on the thread of its launch, and an op's FLOPs and bytes are shared among
 its kernels in proportion to their durations (so each has the op's achieved rates). GEMMs (mm, addmm, bmm,
-matmul, linear) count 2·M·K·N FLOPs and their operands' and result's bytes; attention (scaled-dot-product
-kernels) 4·B·H·S·S_k·D forward, 2.5× that backward, and q, k, v and the output's bytes; any other shaped
+matmul, linear) count 2·M·K·N FLOPs from their leading operands (a compiled graph calls ``mm(a, b, out=c)``: the
+result is recorded as a third input, counted once) and their operands' and result's bytes; attention (scaled-dot-product
+kernels; aten's ops, also the inner ``aten::_cudnn_attention_forward/backward`` that launch cuDNN's kernels)
+4·B·H·S·S_k·D forward, 2.5× that backward, and q, k, v and the output's bytes; any other shaped
 op is an elementwise or reduction pass: its inputs read once, an output as large as its largest input
 written, one FLOP per element. A trace without shapes gives an empty result.
 """
@@ -48,12 +50,16 @@ def op_work(name: str, tensors: list[tuple[list[int], int]]) -> tuple[float, flo
     nbytes = sum(_numel(d) * e for d, e in tensors)
     mats = [(d, e) for d, e in tensors if len(d) >= 2]
     if name in GEMM_OPS and len(mats) >= 2:
-        (a, ea), (b, _) = mats[-2], mats[-1]
+        # the operands lead: addmm/baddbmm's 2-D bias comes first; a compiled graph's `out=` result comes last
+        first = 1 if name in ("aten::addmm", "aten::baddbmm") and len(mats) >= 3 else 0
+        (a, ea), (b, _) = mats[first], mats[first + 1]
         k = a[-1]
         n = b[-2] if name == "aten::linear" else b[-1]  # linear's weight is [N, K]
         rows = _numel(a[:-1])
-        return 2.0 * rows * k * n, nbytes + rows * n * ea
-    if "attention" in name and len(mats) >= 3 and len(mats[0][0]) == 4:
+        has_out = len(mats) > first + 2 and _numel(mats[-1][0]) == rows * n
+        return 2.0 * rows * k * n, nbytes + (0 if has_out else rows * n * ea)
+    # aten's attention ops only: a Triton kernel's own cpu_op may carry "attention" in its fused name
+    if name.startswith("aten::") and "attention" in name and len(mats) >= 3 and len(mats[0][0]) == 4:
         (q, e), (kk, _) = mats[0], mats[1]
         bsz, heads, s, dim = q
         f = 4.0 * bsz * heads * s * kk[2] * dim

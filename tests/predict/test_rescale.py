@@ -32,6 +32,25 @@ def test_op_shapes_give_gemm_and_elementwise_flops_and_bytes():
     assert f == 2.5 * 4 * 2 * 8 * 128 * 128 * 64
 
 
+def test_a_compiled_graphs_gemm_with_its_out_tensor_and_cudnn_s_inner_attention_ops():
+    """Inductor calls mm(a, b, out=c): the profiler records c as a third input. Its FLOPs come from a and b (not
+    from b and c, which made a [98304, 512] x [512, 256] GEMM 192x too small and memory-bound), its result's bytes
+    once. cuDNN's kernels launch inside aten::_cudnn_attention_forward/backward; a Triton kernel's own cpu_op
+    named after a fused attention backward is an elementwise pass."""
+    bf16, m, k, n = 2, 98304, 512, 256
+    plain = shapes.op_work("aten::mm", [([m, k], bf16), ([k, n], bf16)])
+    assert shapes.op_work("aten::mm", [([m, k], bf16), ([k, n], bf16), ([m, n], bf16)]) == plain
+    assert plain == (2.0 * m * k * n, (m * k + k * n + m * n) * bf16)
+    assert shapes.op_work("aten::addmm", [([m, n], bf16), ([m, k], bf16), ([k, n], bf16)])[0] == 2.0 * m * k * n
+    assert shapes.op_work("aten::addmm", [([n], bf16), ([m, k], bf16), ([k, n], bf16)])[0] == 2.0 * m * k * n
+    q, kv = ([48, 8, 2048, 64], bf16), ([48, 4, 2048, 64], bf16)
+    fwd, _ = shapes.op_work("aten::_cudnn_attention_forward", [q, kv, kv])
+    bwd, _ = shapes.op_work("aten::_cudnn_attention_backward", [q, q, kv, kv, q])
+    assert fwd == 4.0 * 48 * 8 * 2048 * 2048 * 64 and bwd == 2.5 * fwd
+    name = "triton_per_fused__scaled_dot_product_cudnn_attention_backward__to_copy_add_8"
+    assert shapes.op_work(name, [q, q, q])[0] == float(48 * 8 * 2048 * 64)  # one FLOP per element
+
+
 def _roof(f: float, b: float, src: devices.Device, tgt: devices.Device) -> float:
     return max(f / tgt.peak_flops, b / tgt.hbm_bw) / max(f / src.peak_flops, b / src.hbm_bw)
 
