@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from golfprof.errors import guard_stdout, show_warnings
+from golfprof.profiler import gpustate
 from golfprof.profiler.collectives import Recorder
 from golfprof.profiler.phases import NULL_CLOCK
 from golfprof.profiler.rundir import RunDir, environment, write_json, write_parquet
@@ -157,7 +158,8 @@ def _instruments(spec: ScriptSpec, rank: int, tracker: StepTracker, rec: Recorde
 def _write(rd: RunDir, spec: ScriptSpec, rank: int, tracker: StepTracker, rec: Recorder, report: dict) -> None:
     """This rank's files: steps, phase timers, the recorded collectives (and phase events when simulated), and
     its report (script/rank<r>.json), written last."""
-    rd.write_steps(rank, pd.DataFrame(tracker.rows, columns=STEP_COLUMNS))
+    read = [c for c in gpustate.COLUMNS if any(c in r for r in tracker.rows)]  # GPU state where NVML answered
+    rd.write_steps(rank, pd.DataFrame(tracker.rows, columns=STEP_COLUMNS + read))
     rd.write_phases(rank, pd.DataFrame(tracker.phase_rows, columns=PHASE_COLUMNS))
     if spec.simulate_world is not None:
         write_parquet(rd.collectives(rank), rec.frame())
@@ -181,6 +183,9 @@ def run_rank(spec: ScriptSpec, rank: int) -> Outcome:
         seen["backend"] = _backend()
         seen["device"] = device = script_device(tracker.device)
         tracker.use_device(device, spec.timers)
+        sampler = gpustate.GpuSampler(device)  # one NVML reading per step; nothing without NVML
+        if sampler.active:
+            tracker.samplers.append(sampler.sample)
         if rank == 0 and spec.simulate_world is None:
             rd.write_env(environment(world, seen["backend"]))
         window.start(cuda=device.type == "cuda")

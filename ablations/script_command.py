@@ -95,7 +95,9 @@ def print_result(s: dict[str, Any], run_dir: Any) -> None:
     if s.get("simulated"):
         console.print(f"note: {s['simulated']['note']}; every communication figure above is predicted",
                       highlight=False)
-    for note in s.get("notes") or []:
+    from golfprof.results.health import run_notes
+
+    for note in [*(s.get("notes") or []), *run_notes(s)]:  # the window check, a GPU that throttled
         console.print(f"note: {note}", highlight=False)
     console.print(f"run directory: {run_dir}", highlight=False)
 

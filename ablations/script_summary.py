@@ -18,10 +18,12 @@ from typing import Any
 
 import pandas as pd
 
+from golfprof.profiler import gpustate
 from golfprof.profiler.record import Efficiency, RankRecord, RunRecord, Simulated, Source
 from golfprof.profiler.rundir import RunDir, read_json
 from golfprof.profiler.window import Window, timed_steps
 from golfprof.traces.recorded import per_step
+from golfprof.traces.typical import run_window_check
 
 from .script_spec import ScriptSpec
 
@@ -58,11 +60,14 @@ def rank_record(rd: RunDir, rank: int, warmup: int, window: Window | None) -> Ra
     timed = timed_steps(len(steps), warmup, window, export_step=True)  # the script's step pays the export
     counted = steps[steps.step.isin(timed)]
     base = medians(steps, phases, timed)
+    exported = steps.step == window.end if window is not None else steps.step < 0  # not a step like the others
+    check = run_window_check(steps[~exported], phases[~phases.step.isin(steps.step[exported])], warmup, window)
     extra = {"steps": len(steps), "tokens_per_step": _median(counted.tokens),
              "forwards_per_step": _median(counted.forwards), "backwards_per_step": _median(counted.backwards),
              **{k: report.get(k) for k in ("outcome", "backend", "optimizer_steps_per_iteration", "notes", "error")}}
     return dataclasses.replace(base, rank=rank, peak_memory_mb=report.get("peak_memory_mb"),
                                attention=report.get("attention"), final_loss=_clean(base.final_loss),
+                               gpu_state=gpustate.summarize(steps, set(timed)), window_check=_clean(check),
                                extra=_clean(extra))
 
 
@@ -119,5 +124,6 @@ def build(rd: RunDir, spec: ScriptSpec, env: dict[str, Any], warmup: int, window
                               extra={"tokens_per_step_source": TOKENS_SOURCE} if tokens else {}),
         peak_memory_mb=max((r.peak_memory_mb or 0.0) for r in records), final_loss=head.final_loss,
         phase_ms=head.phase_ms, attention_used=head.attention, ranks=records, simulated=simulated,
+        gpu_state=gpustate.merge_ranks([r.gpu_state for r in records]), window_check=head.window_check,
         extra={"script": script_block(rd, spec, head), "attention_shim": shim, "collectives_per_step": collectives,
                "notes": notes})

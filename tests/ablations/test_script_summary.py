@@ -59,3 +59,22 @@ def test_a_script_without_steps_says_how_to_find_them(tmp_path):
     _rank(rd, 0, [], 0, [])
     rec = build(rd, ScriptSpec(script="t.py"), {"world_size": 1}, 3, None, [0])
     assert rec.steps == 0 and rec.ms_per_step is None and NO_STEPS_NOTE in rec.extra["notes"]
+
+
+def test_a_script_run_carries_its_window_check_and_gpu_state_without_the_export_step(tmp_path):
+    """Steps 0 warm-up, 1-2 the window (slow), 3 the export (900 ms, left out of both sides of the check), 4-7 the
+    rest; NVML's columns where the script's steps had them: throttled in two timed steps."""
+    rd = RunDir(tmp_path)
+    _rank(rd, 0, [50.0, 8.0, 8.0, 900.0, 5.0, 5.0, 5.0, 5.0], 64, [])
+    steps = pd.read_parquet(rd.steps(0))
+    for col, v in (("gpu_sm_clock_mhz", 1980.0), ("gpu_mem_clock_mhz", 3201.0), ("gpu_power_w", 690.0), ("gpu_temp_c", 60.0)):
+        steps[col] = v
+    steps["gpu_throttled"] = [False] * 6 + [True, True]
+    steps["gpu_clock_event_reasons"] = [0] * 6 + [4, 4]
+    rd.write_steps(0, steps)
+    spec = ScriptSpec(script=str(tmp_path / "train.py"), steps=8, identity={"sha256": "ab"})
+    rec = build(rd, spec, {"world_size": 1, "device": "cuda"}, warmup=1, window=Window(1, 0, 2), ranks=[0])
+    w = rec.window_check
+    assert w["profiled_median_ms"] == 8.0 and w["others_median_ms"] == 5.0 and w["verdict"] != "typical"
+    assert rec.gpu_state["throttled_timed_steps"] == 2 and rec.gpu_state["throttle_reasons"] == ["sw_power_cap"]
+    assert rec.ranks[0].window_check == w

@@ -142,3 +142,20 @@ def test_step_fn_that_matches_no_class_wraps_nothing():
             def step(self):
                 pass
     assert s.wrapped == [] and s.text == "some_module:Missing.step"
+
+
+def test_golfprof_s_own_work_between_steps_is_in_no_step_and_readings_join_the_row():
+    """An after-step hook (the profiler's step: its trace export) that takes 50 ms lands in neither step: the
+    next step starts after it (it used to start where the last ended, so the step after the profiler window paid
+    the export). A sampler's reading joins the step's row."""
+    import time
+
+    model = nn.Linear(8, 1)
+    t = _tracker()
+    t.after_step.append(lambda step: time.sleep(0.05) if step == 1 else None)
+    t.samplers.append(lambda: {"gpu_sm_clock_mhz": 1980.0, "gpu_throttled": False})
+    with installed(t):
+        _loop(model, [torch.optim.SGD(model.parameters(), lr=0.1)], iters=4)
+    t.finish()
+    assert t.steps == 4 and max(r["ms"] for r in t.rows) < 40, [r["ms"] for r in t.rows]
+    assert all(r["gpu_sm_clock_mhz"] == 1980.0 and r["gpu_throttled"] is False for r in t.rows)
