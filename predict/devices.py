@@ -3,8 +3,8 @@
 Bundled as package data (``predict/devices.json``, format ``golfprof-device-table/1``); ``--target-gpu FILE``
 takes a table of the same format. Every number is ``{"value", "source"}`` and is checked as the comm tables'
 are (costmodel._v): finite, real, > 0. ``achievable_bw_fraction`` (optional, at most 1: the share of the HBM
-peak a streaming copy reaches) sets the split rule's bandwidth part; without it the peak is taken. A run's recorded device name finds its source entry through each
-entry's ``matches`` (substrings of torch's device name).
+peak a streaming copy reaches) sets the split rule's bandwidth part; without it the peak is taken. A run's
+recorded device name finds its source entry through each entry's ``matches`` (substrings of torch's device name).
 """
 
 from __future__ import annotations

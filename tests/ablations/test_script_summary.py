@@ -67,7 +67,8 @@ def test_a_script_run_carries_its_window_check_and_gpu_state_without_the_export_
     rd = RunDir(tmp_path)
     _rank(rd, 0, [50.0, 8.0, 8.0, 900.0, 5.0, 5.0, 5.0, 5.0], 64, [])
     steps = pd.read_parquet(rd.steps(0))
-    for col, v in (("gpu_sm_clock_mhz", 1980.0), ("gpu_mem_clock_mhz", 3201.0), ("gpu_power_w", 690.0), ("gpu_temp_c", 60.0)):
+    for col, v in (("gpu_sm_clock_mhz", 1980.0), ("gpu_mem_clock_mhz", 3201.0), ("gpu_power_w", 690.0),
+                   ("gpu_temp_c", 60.0)):
         steps[col] = v
     steps["gpu_throttled"] = [False] * 6 + [True, True]
     steps["gpu_clock_event_reasons"] = [0] * 6 + [4, 4]
