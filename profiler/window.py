@@ -43,4 +43,6 @@ def timed_steps(steps: int, warmup: int, window: Window | None, export_step: boo
         unprofiled = timed - set(range(window.wait, window.end + int(export_step)))
         if unprofiled:
             return unprofiled
+        if export_step:  # the window's steps are all that is left: still not the export's
+            return (timed - {window.end}) or timed
     return timed

@@ -306,3 +306,12 @@ def test_a_profiled_script_s_step_after_the_window_is_not_timed(tmp_path: Path):
     config = json.loads(rd.config.read_text())
     rd.config.write_text(json.dumps({**config, "script": {"path": "train_gpt.py"}}))
     assert rd.timed_steps() == [6, 7]  # steps 2..7 after the warm-up, less the window's 2..4 and 5, its export
+
+
+def test_a_short_script_run_falls_back_to_its_window_but_not_to_the_export_step():
+    """--steps 8 with the default window (3, 1, 3) and 3 warm-up steps: nothing is left outside the window and the
+    export step 7, so the window's steps count (the H200's simulated rank 7: 75.9 ms, not the export's 404.9)."""
+    from golfprof.profiler.window import Window, timed_steps
+
+    assert timed_steps(8, 3, Window(3, 1, 3), export_step=True) == {3, 4, 5, 6}
+    assert timed_steps(8, 3, Window(3, 1, 3)) == {7}  # golfprof's trainer: step 7 is outside the window
