@@ -1,4 +1,6 @@
-"""End to end through the `golfprof` console script: 2-process gloo runs on the CPU."""
+"""End to end through the `golfprof` command line: 2-process gloo runs on the CPU. Where a test reads the run
+it made, the command runs in this process (its launcher, torchrun and ranks are real processes all the same);
+exit codes, error lines, signals and a torchrun-launched golfprof are tested as real processes."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 
 from golfprof.model.config import TINY_MODEL
 from golfprof.profiler import phases
+from tests.cli import invoke
 from tests.cli import run as golfprof
 
 BANKS = list(TINY_MODEL.bank_shapes())
@@ -26,9 +29,9 @@ BANKS = list(TINY_MODEL.bank_shapes())
 @pytest.fixture(scope="module")
 def explicit_run(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("ablate")
-    r = golfprof("ablate", "--variant", "explicit_banks", "--nproc", "2", "--preset", "tiny", "--steps", "8",
-                 "--runs-dir", str(base / "runs"), "--data-dir", str(base / "data"), "--quiet", "--bf16", "none")
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = invoke("ablate", "--variant", "explicit_banks", "--nproc", "2", "--preset", "tiny", "--steps", "8",
+               "--runs-dir", base / "runs", "--data-dir", base / "data", "--quiet", "--bf16", "none")
+    assert r.exit_code == 0, r.output[-2000:]
     (run_dir,) = (base / "runs").iterdir()
     return run_dir
 
@@ -95,9 +98,9 @@ def test_phase_table_agrees_with_trace_durations(explicit_run: Path):
 
 
 def test_ddp_ablate_command_from_the_issue(tmp_path: Path):
-    r = golfprof("ablate", "--variant", "ddp_banks", "--nproc", "2", "--preset", "tiny", "--steps", "20",
-                 "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--quiet")
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = invoke("ablate", "--variant", "ddp_banks", "--nproc", "2", "--preset", "tiny", "--steps", "20",
+               "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data", "--quiet")
+    assert r.exit_code == 0, r.output[-2000:]
     assert "ms_per_step" in r.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
     trace = _trace(run_dir, 1)
@@ -182,9 +185,9 @@ Root Cause (first observed failure):
 
 @pytest.mark.parametrize("variant,nproc", [("packed", 3), ("vectorized_unbanked", 2)])
 def test_record_schedules_run_under_ablate(variant, nproc, tmp_path):
-    r = golfprof("ablate", "--variant", variant, "--nproc", str(nproc), "--steps", "6", "--bf16", "none",
-                 "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--quiet")
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = invoke("ablate", "--variant", variant, "--nproc", nproc, "--steps", "6", "--bf16", "none",
+               "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data", "--quiet")
+    assert r.exit_code == 0, r.output[-2000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["world_size"] == nproc and summary["toggles"]["comm"] in ("packed", "vectorized")
@@ -193,9 +196,9 @@ def test_record_schedules_run_under_ablate(variant, nproc, tmp_path):
 
 
 def test_tokens_per_step_sweep_prints_one_table(tmp_path):
-    r = golfprof("ablate", "--sweep-tokens-per-step", "768,1536", "--steps", "4", "--bf16", "none",
-                 "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--warmup-steps", "1")
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = invoke("ablate", "--sweep-tokens-per-step", "768,1536", "--steps", "4", "--bf16", "none",
+               "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data", "--warmup-steps", "1")
+    assert r.exit_code == 0, r.output[-2000:]
     assert "tokens-per-step sweep" in r.stdout and "4 × 3" in r.stdout and "4 × 6" in r.stdout
 
 
