@@ -17,9 +17,8 @@ modded-nanogpt's `nanogpt::mm_backward` computes, there with fixed scales):
   micro-batches and then orthogonalized by Muon, so its rounding reaches the update directly, where dx's is
   one more rounding among the activations'. (The speedrun's FP8 head op computes dW from the FP8 copies with
   an fp32 output; golfprof keeps dW's inputs in bf16, one difference from it.)
-`linear` defaults to `dx_fp8=False` (its backward before this option existed); the up-projection's and the
-head's calls are to pass `dx_fp8=True` (model/gpt.py does not yet, so there only the fused path below has the
-FP8 dx). With `mlp_kernel=triton_fused`, the MLP's backward is the fused
+`linear` defaults to `dx_fp8=False` (its backward before this option existed); model/gpt.py passes
+`dx_fp8=True` for the up-projection and the head. With `mlp_kernel=triton_fused`, the MLP's backward is the fused
 activation-gradient kernel (`mlp_triton.down_grad`, bf16: the down-projection's dx), then the up-projection's
 dx in FP8 from that kernel's dpre, and the two dW in bf16.
 
@@ -158,7 +157,7 @@ def fp8_mlp(h: Tensor, wup: Tensor, wdown: Tensor, hq: Tensor, wupq: Tensor, wdo
     quantized here, from its history `past_post`); pre and post are what the fused backward reads, past_dpre
     the up-projection's gradient history, which backward reads and pushes (forward leaves it)."""
     pre = _mm(hq, wupq, sh, swup)
-    post = F.leaky_relu(pre, slope).square()
+    post = F.leaky_relu(pre, slope).square().to(pre.dtype)  # CUDA autocast runs square (pow) in fp32
     postq, spost, apost = _quantize(post, past_post)
     return _mm(postq, wdownq, spost, swdown), pre, post, apost
 
@@ -207,7 +206,7 @@ def linear(x: Tensor, w: Tensor, hist: Tensor, dx_fp8: bool = False) -> Tensor:
     """The model's call: x (..., K) of any leading shape times Wᵀ in FP8, pushing both amaxes into hist (2,
     2 HISTORY); differentiable: dx in FP8 (e5m2 g) when dx_fp8 (the up-projection, the head), else bf16."""
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1])
+    x2 = x.reshape(-1, x.shape[-1]).to(w.dtype)  # an fp32 x (CUDA autocast's square is pow, fp32) as W's bf16
     fwd = forward_history(hist)
     xq, sx, ax = _quantize(x2, fwd[0])
     wq, sw, aw = _quantize(w, fwd[1])

@@ -315,10 +315,47 @@ def test_cuda_full_preset_fused_mlp_backward_within_bound():
     assert (FP8.grad_history(hist[0])[:2] > 0).all() and (FP8.grad_history(hist[1]) == 0).all()
 
 
-def test_the_trainer_runs_the_up_projection_and_head_backward_in_fp8_and_the_down_projection_in_bf16(tmp_path):
+def _square_in_fp32(monkeypatch) -> None:
+    """What CUDA autocast does to `square` (it runs as pow, on autocast's fp32 list; CPU autocast leaves it bf16):
+    the activation the down-projection gets is fp32. The eager tiny preset on an H200 failed on it."""
+    square = torch.Tensor.square
+    monkeypatch.setattr(torch.Tensor, "square", lambda t: square(t).float())
+
+
+def test_an_fp32_activation_is_taken_as_bf16_forward_and_backward(monkeypatch):
+    """FP8.linear of an fp32 x (the down-projection's input under CUDA autocast) equals that of x in bf16, and its
+    backward runs: dx in fp32 (x's dtype), dW as from the bf16 x; the fused op's post stays bf16 (its fake's)."""
+    _square_in_fp32(monkeypatch)
+    x, w = _operands(64, 96, 32)
+    x32 = x.detach().float().requires_grad_()
+    g = torch.randn(64, 32, generator=torch.Generator().manual_seed(1)).bfloat16()
+    outs = []
+    for xi in (x, x32):
+        wi = w.detach().clone().requires_grad_()
+        y = FP8.linear(xi, wi, FP8.new_history(1)[0])
+        y.backward(g)
+        outs.append((y, xi.grad, wi.grad))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][2], outs[1][2])
+    assert outs[1][1].dtype == torch.float32 and torch.equal(outs[1][1], outs[0][1].float())
+    h, wup = (t.detach() for t in _operands(64, 32, 96))
+    wdown = _operands(1, 96, 32)[1].detach()
+    empty = FP8.new_history(2)
+    hq, sh, _ = FP8._quantize(h, empty[0, 0, :H])
+    uq, su, _ = FP8._quantize(wup, empty[0, 1, :H])
+    dq, sd, _ = FP8._quantize(wdown, empty[1, 1, :H])
+    _, pre, post, _ = FP8.fp8_mlp(h, wup, wdown, hq, uq, dq, sh, su, sd, empty[1, 0, :H], empty[0, 0, H:], 0.5)
+    assert pre.dtype == post.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("autocast_square", ["bf16", "fp32"])
+def test_the_trainer_runs_the_up_projection_and_head_backward_in_fp8_and_the_down_projection_in_bf16(
+        tmp_path, monkeypatch, autocast_square):
     """The tiny preset, eager, fp8=mlp_head forced on the CPU (torch._scaled_mm runs there): after a few steps the
     head's and the up-projections' gradient histories hold amaxes (their dx went through FP8), the
-    down-projections' stay empty (their backward is the bf16 path)."""
+    down-projections' stay empty (their backward is the bf16 path); with `square` in fp32 as well, as CUDA's
+    autocast runs it."""
+    if autocast_square == "fp32":
+        _square_in_fp32(monkeypatch)
     from golfprof.model import train as TR
     from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, replace
     from golfprof.model.data import DistributedLoader
