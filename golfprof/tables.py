@@ -65,6 +65,13 @@ def _interval_rows(p: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
+def _attribution_rows(p: dict[str, Any]) -> list[tuple[str, Any]]:
+    """With --target-gpu, per phase: what it adds to the target's step and how much its kernels grew."""
+    tgt = p.get("target") or {}
+    return [(f"  {tgt['gpu']} - source, {r['phase'].removeprefix('golfprof/step/')} ms",
+             f"{r['own_ms']:+.2f} (kernels {r['grown_ms']:+.2f})") for r in tgt.get("by_phase", [])]
+
+
 def print_prediction(s: dict[str, Any]) -> None:
     """One simulated run: the measured step of the rank played beside the predicted figures, labelled so."""
     p = s["prediction"]
@@ -73,9 +80,11 @@ def print_prediction(s: dict[str, Any]) -> None:
     rows = [("measured ms/step of the rank played", s.get("ms_per_step")), ("predicted ms/step", p["ms_per_step"]),
             ("predicted optimizer ms", p["optimizer_ms"]), ("predicted comm ms", p["comm_ms"]),
             ("predicted exposed comm ms", p["exposed_comm_ms"]), ("predicted overlap %", p["comm_comp_overlap_pct"])]
-    rows[2:2] = _interval_rows(p)
+    rows[2:2] = _interval_rows(p) + _attribution_rows(p)
     rows += [(f"  {b['line']} ms", b["ms"]) for b in p.get("breakdown", []) if b["ms"]]
     console.print(_metric_table(title, [(k, v if isinstance(v, str) else fmt(v)) for k, v in rows]))
+    if (p.get("anchor") or {}).get("warning"):
+        print(f"warning: {p['anchor']['warning']}", file=sys.stderr)
     console.print(f"run directory: {s['run_dir']} (prediction: simulated/predicted.json, simulated/trace/)",
                   highlight=False)
 

@@ -31,7 +31,7 @@ from golfprof.profiler.names import DEFAULT_PHASE_REGEX, MUON
 from golfprof.profiler.record import RunRecord, Simulated
 from golfprof.profiler.rundir import RunDir, write_json
 
-from . import breakdown, costmodel, devices, intervals, replay, rescale, shapes, target
+from . import anchor, attribution, breakdown, costmodel, devices, intervals, replay, rescale, shapes, target
 
 GPU_SOURCE = "kineto trace (profiled steps), on the rank's median unprofiled step"
 CPU_SOURCE = "recorder timeline (timed steps)"
@@ -100,6 +100,14 @@ def _median_timed_ms(rd: RunDir, rank: int) -> float | None:
     ms = pd.read_parquet(rd.steps(rank)).set_index("step").ms
     timed = [s for s in rd.timed_steps() if s in ms.index]
     return float(ms.loc[timed].median()) if timed else None
+
+
+def anchor_of(inp: Inputs, replayed: list[int]) -> dict[str, Any] | None:
+    """The first simulated rank's replayed steps against the unprofiled ones it stands on (predict/anchor.py)."""
+    r = inp.ranks[0]
+    if not inp.rd.steps(r).is_file():
+        return None
+    return anchor.check(pd.read_parquet(inp.rd.steps(r)).set_index("step").ms, inp.rd.timed_steps(), replayed)
 
 
 def _durations(model: costmodel.CommModel, colls: pd.DataFrame, world: int, nodes: int) -> pd.DataFrame:
@@ -335,10 +343,19 @@ def sides(inp: Inputs, work: dict[int, list[Work]], tgt: devices.Device, known: 
     return Sides(src, tgt, target.side(src, cm), target.side(tgt, cm), kernels_of(inp, work))
 
 
-def target_doc(inp: Inputs, work: dict[int, list[Work]], sd: Sides, source_ms: float,
+def phase_attribution(source: list[Replayed], tgt: list[Replayed]) -> list[dict]:
+    """Per phase, the target's kernel time against the source's and its share of the step's change (the first
+    simulated rank; medians over the steps both sides replayed)."""
+    frames = [attribution.by_phase(a.rows[0].role, a.result.roles[0], b.rows[0].role, b.result.roles[0],
+                                   a.rows[0].ranges) for a, b in zip(source, tgt) if a.step == b.step]
+    return attribution.median_over_steps(frames)
+
+
+def target_doc(inp: Inputs, work: dict[int, list[Work]], sd: Sides, source: list[Replayed], source_ms: float,
                offsets: tuple[float, float]) -> dict[str, Any]:
     """The target's figures by the split rule; its step spread is the source's, scaled by the predicted steps'
-    ratio; the interval also spans the roofline rule's figure (the rescale's own uncertainty)."""
+    ratio; the interval also spans the roofline rule's figure (the rescale's own uncertainty); by phase, where
+    the difference from the source (``source``: its replays) goes."""
     replays, tf = side_figures(inp, work, sd.sided(sd.tgt_side), offsets)
     ratio = tf["ms_per_step"] / source_ms if source_ms else 1.0
     tf["interval_ms"] = [tf["interval_ms"][i] + offsets[i] * (ratio - 1) for i in (0, 1)]
@@ -357,6 +374,7 @@ def target_doc(inp: Inputs, work: dict[int, list[Work]], sd: Sides, source_ms: f
                        "uncertainty": sd.tgt_side.model.uncertainty},
         "interference": sd.tgt_side.interference.as_dict(),
         "kernels_first_step": target.kernel_summary(*first),
+        "by_phase": phase_attribution(source, replays),
     }
 
 
@@ -377,12 +395,13 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
     offsets = intervals.spread(step_samples(inp))
     sd = sides(inp, work, *tgt_known, comm_model) if tgt_known is not None else None
     replays, fig = side_figures(inp, work, sd.sided(sd.src_side) if sd else Sided(inp.model, None, None), offsets)
+    fig["anchor"] = anchor_of(inp, [rp.step for rp in replays])
     tgt_doc = None
     if sd is not None:
         inp.model = sd.src_side.model
         fig["source_gpu"] = {"key": sd.src.key, "name": sd.src.name,
                              "interference": sd.src_side.interference.as_dict()}
-        tgt_doc = target_doc(inp, work, sd, fig["ms_per_step"], offsets)
+        tgt_doc = target_doc(inp, work, sd, replays, fig["ms_per_step"], offsets)
     summaries = write_traces(inp, replays, cpu=gpu is None)
     doc = document(inp, fig, summaries, [rp.step for rp in replays], CPU_SOURCE if gpu is None else GPU_SOURCE)
     if tgt_doc is not None:
