@@ -12,7 +12,8 @@
 #                    golfprof profiles by default; one inductor cache per side; round 2 interleaves a second pass
 #   matrix           the two rounds compared: ratio_to_record_script per variant, ms saved against explicit_banks
 #                    with its significance, data phase, window check, GPU state; `golfprof diff` of the record's
-#                    script and explicit_banks (kernel families) -> $OUT/matrix.json, diff.txt
+#                    script and explicit_banks (kernel families) -> $OUT/matrix.json, diff.txt; and of explicit_banks
+#                    and each other variant -> $OUT/diff_<variant>.txt
 #   curves           tiny preset, 200 steps eager (one seed, one data order): the default and each fused or FP8
 #                    toggle's loss curve -> $OUT/curves.json
 #   predict          world 8, rank 7 played, --record-faithful --record-shapes --target-gpu h100: explicit_banks,
@@ -78,6 +79,11 @@ if want matrix && [ -f "$CAMP/round1.done" ]; then
   B=$(ls -d "$CAMP"/w1/r2/*-explicit_banks "$CAMP"/w1/r1/*-explicit_banks 2>/dev/null | head -1)
   timeout 120 $GP diff "$A" "$B" --kernel-names full --top 25 > "$OUT/diff.txt" 2>&1; log "diff rc=$?"
   timeout 120 $GP diff "$A" "$B" --kernel-names full --top 40 --json > "$CAMP/diff.json" 2>/dev/null
+  for v in $VARIANTS; do  # where each toggle's milliseconds go: explicit_banks -> the toggle, kernel families
+    [ "$v" = explicit_banks ] && continue
+    C=$(ls -d "$CAMP"/w1/r2/*-"$v" "$CAMP"/w1/r1/*-"$v" 2>/dev/null | head -1)
+    [ -n "$C" ] && timeout 90 $GP diff "$B" "$C" --kernel-names full --top 15 > "$OUT/diff_$v.txt" 2>&1
+  done
   timeout 120 python3 - "$CAMP" "$OUT" $VARIANTS <<'PY' 2>&1 | tee "$CAMP/logs/matrix.log"
 import json, sys
 from pathlib import Path
@@ -158,7 +164,7 @@ if want predict; then
     i=$((i + 1)); dir="$CAMP/w8/$i-$name"
     [ -d "$dir" ] && ls "$dir"/*/simulated/predicted.json > /dev/null 2>&1 && continue
     [ "$(left)" -gt 90 ] || { log "no time left for world-8 $name"; break; }
-    common=(--simulate-world 8 --simulate-rank 7 --steps 8 --record-shapes "${TG[@]}" --runs-dir "$dir")
+    common=(--simulate-world 8 --simulate-rank 7 --steps 12 --record-shapes "${TG[@]}" --runs-dir "$dir")
     if [ "$name" = script ]; then
       TORCHINDUCTOR_CACHE_DIR=$CAMP/ic_script timeout 240 $GP profile "${common[@]}" --name script "${SHIM[@]}" \
         "${GPENV[@]}" "$SCRIPT" > "$CAMP/logs/w8-$i-$name.log" 2>&1
@@ -185,9 +191,11 @@ for f in sorted((camp / "w8").glob("*/*/simulated/predicted.json")):
                  "breakdown": p.get("breakdown"), "target_gpu": t.get("gpu"), "predicted_ms": t.get("ms_per_step"),
                  "interval_ms": t.get("interval_ms"), "rule": t.get("rule"), "alternative": t.get("alternative"),
                  "target_breakdown": t.get("breakdown"), "kernels_first_step": t.get("kernels_first_step"),
-                 "target_interference": t.get("interference")})
+                 "target_interference": t.get("interference"), "by_phase": t.get("by_phase")})
     print(rows[-1]["run"], "source", p.get("ms_per_step"), "target", t.get("ms_per_step"), t.get("interval_ms"),
           "roofline", (t.get("alternative") or {}).get("ms_per_step"))
+    for r in t.get("by_phase") or []:
+        print("   ", r["phase"], {k: round(v, 3) for k, v in r.items() if k != "phase"})
 (out / "predict.json").write_text(json.dumps(rows, indent=1, default=str))
 PY
   n=$(ls "$CAMP"/w8/*/*/simulated/predicted.json 2>/dev/null | wc -l)
