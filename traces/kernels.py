@@ -42,8 +42,12 @@ ATTENTION_KERNELS: dict[str, re.Pattern[str]] = {
     "flex": re.compile(r"\w*flex_attention\w*"),
     "efficient": re.compile(r"fmha_cutlass[FB]\w*|\w*MemEffAttention\w*"),
 }
-_MATMUL = re.compile(r"gemm|gemv|nvjet|xmma|cutlass|cublas|triton_tem_fused_(?:b?mm|addmm)|_syrk_kernel|_update_kernel",
-                     re.IGNORECASE)
+# golfprof's own Triton kernels by name: the Newton-Schulz products and the fused MLP's GEMM tiles are matmuls, the
+# fused cross-entropy and the momentum update Triton's (a foreign script's own Triton kernels, named as their
+# authors chose, land in "other")
+_MATMUL = re.compile(r"gemm|gemv|nvjet|xmma|cutlass|cublas|triton_tem_fused_(?:b?mm|addmm)|_syrk_kernel|_update_kernel"
+                     r"|_up_act_kernel|_down_grad_kernel", re.IGNORECASE)
+_OWN_TRITON = re.compile(r"_softcap_ce_kernel|_momentum_kernel")
 FAMILIES = ("attention", "matmul", "triton", "other")
 _ATTENTION_GROUP = "attention/"
 
@@ -69,12 +73,13 @@ def group_name(name: str) -> str:
 
 def kernel_family(name: str) -> str:
     """One of FAMILIES for a kernel name or group: attention (any backend), matmul (cuBLAS, CUTLASS, Triton mm
-    templates, golfprof's Newton–Schulz kernels), triton (Inductor's fused elementwise/reduction kernels), other."""
+    templates, golfprof's Newton–Schulz and fused-MLP kernels), triton (Inductor's fused elementwise/reduction
+    kernels, golfprof's fused CE and momentum kernels), other."""
     if name.startswith(_ATTENTION_GROUP) or attention_backend(name):
         return "attention"
     if _MATMUL.search(name):
         return "matmul"
-    return "triton" if name.startswith("triton_") else "other"
+    return "triton" if name.startswith("triton_") or _OWN_TRITON.search(name) else "other"
 
 
 def family_table(kernels: pd.DataFrame) -> pd.DataFrame:

@@ -85,7 +85,8 @@ def test_dashboard_diff_draws_the_family_rows(flash_vs_cudnn):
     ("triton_tem_fused__to_copy_add_expand_flex_attention_backward_mul_transpose_unsqueeze_view_8", "attention"),
     (GEMM, "matmul"), ("void cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_16x16_128x2_tn_align8>(x)",
                        "matmul"), ("cublasLt::splitKreduce_kernel<float>(x)", "matmul"),
-    ("triton_tem_fused_mm_4", "matmul"), ("_syrk_kernel", "matmul"),
+    ("triton_tem_fused_mm_4", "matmul"), ("_syrk_kernel", "matmul"), ("_up_act_kernel", "matmul"),
+    ("_down_grad_kernel", "matmul"), ("_softcap_ce_kernel", "triton"), ("_momentum_kernel", "triton"),
     ("triton_red_fused__to_copy_mul_sum_2", "triton"),
     ("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>>(int)", "other"),
 ])
