@@ -10,7 +10,7 @@ import typer
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 from golfprof.traces.command import Phases
 
-from .diffs import MAX_DIFFS
+MAX_DIFFS = 3  # runs a dashboard diffs against the baseline: each diff is two charts; more would bury the rest
 
 
 def dashboard(

@@ -14,9 +14,9 @@ import pandas as pd
 from golfprof.traces.diff import EPS, RankDiff, diff_rank
 from golfprof.traces.summary import RankSummary
 
+from .command import MAX_DIFFS  # defined with the option it bounds (that module loads no pandas)
 from .runs import Run
 
-MAX_DIFFS = 3  # each diff is two charts; more would bury the rest of the page
 FEW_RANKS = 2  # up to this many ranks each gets its rows; beyond, the lowest rank speaks for all
 APPEARED, VANISHED, CHANGED = "appeared in B", "vanished (only in A)", "changed"
 PHASE_DELTAS = ("gpu_busy_ms_delta", "cpu_ms_delta")  # what the phase chart draws

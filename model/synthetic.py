@@ -25,8 +25,6 @@ import numpy as np
 
 from golfprof.errors import ConfigError
 
-from .data import read_header, write_shard
-
 VERSION = 1
 BOS = 1
 FIRST_TOKEN = 2  # ids 0 (pad) and 1 (BOS) never come out of the chain (the default; see first_token)
@@ -93,6 +91,7 @@ def write_synthetic_dataset(
 
     The chain emits ids first_token..vocab_size-1 and BOS (1).
     """
+    from .data import write_shard  # here: model/data.py imports torch, which `golfprof data --help` never needs
     _validate(vocab_size, train_tokens, val_tokens, shard_tokens)
     if not FIRST_TOKEN <= first_token <= vocab_size - 2:
         raise ConfigError(f"synthetic first_token {first_token} must be in {FIRST_TOKEN}..{vocab_size - 2}")
@@ -146,6 +145,7 @@ def _existing_shards(out_dir: Path) -> list[Path]:
 
 def _reusable(out_dir: Path, meta: dict[str, Any], expected: dict[Path, int]) -> bool:
     """True when a previous call wrote exactly these shards with these parameters."""
+    from .data import read_header
     meta_path = out_dir / META_FILE
     if not meta_path.is_file():
         if _existing_shards(out_dir):

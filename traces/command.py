@@ -10,7 +10,7 @@ import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -18,11 +18,9 @@ from rich.console import Console
 from golfprof.errors import TraceError
 from golfprof.profiler.names import DEFAULT_PHASE_REGEX
 
-from .diagnose import diagnose
-from .discover import TraceFile, discover
-from .load import load_trace
-from .report import rank_label, render, to_json
-from .summary import RankSummary, RunSummary, combine, summarize_rank
+if TYPE_CHECKING:  # pandas and the trace modules load when a command runs, not with the CLI (`golfprof --help`)
+    from .discover import TraceFile
+    from .summary import RankSummary, RunSummary
 
 # --phases, declared once for analyze, diff and dashboard
 Phases = Annotated[str, typer.Option(help="Regex picking the CPU ranges that are phases.")]
@@ -36,6 +34,9 @@ def _cpus() -> int:
 
 def _summarize_file(tf: TraceFile, pattern: str, window: int) -> RankSummary:
     """Load one trace and reduce it to its summary, so at most one trace per process is in memory."""
+    from .load import load_trace
+    from .summary import summarize_rank
+
     return summarize_rank(load_trace(tf.path), tf.rank, re.compile(pattern), window, rank_known=tf.rank_known)
 
 
@@ -58,6 +59,7 @@ def _phase_pattern(phases: str) -> re.Pattern[str]:
 def _write_merged(out: Path, window: dict[int, TraceFile], run: RunSummary) -> int:
     """Every rank of ``window`` into one Perfetto trace at ``out`` (gzip if it ends .gz); returns the events written."""
     from . import merge
+    from .load import load_trace
 
     by_rank = {r.rank: r for r in run.ranks}
     offsets = dict(zip(run.clocks["rank"], run.clocks["offset_us"])) if not run.clocks.empty else {}
@@ -135,6 +137,11 @@ def analyze(
              "process per rank, clocks aligned, phases kept.")] = None,
 ) -> None:
     """Attribute GPU time to training phases, check communication and rank skew, list findings."""
+    from .diagnose import diagnose
+    from .discover import discover
+    from .report import rank_label, render, to_json
+    from .summary import combine
+
     err = Console(stderr=True)
     pattern = _phase_pattern(phases)
     n_jobs = jobs if jobs > 0 else _cpus()
