@@ -110,7 +110,7 @@ def test_ddp_ablate_command_from_the_issue(tmp_path: Path):
     assert len(steps) == 20 and steps.loss.iloc[-1] < steps.loss.iloc[0]
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_INPUT = [
     (["ablate", "--variant", "nope"], "unknown variant 'nope'"),
     (["ablate", "--nproc", "5"], "does not divide over world size 5"),
     (["ablate", "--nproc", "2", "--device", "cuda"], "larger than the 0 GPU(s) present"),
@@ -119,19 +119,41 @@ def test_ddp_ablate_command_from_the_issue(tmp_path: Path):
     (["train", "--bf16", "weights,fp8"], "fp8"),
     (["train", "--data", "/nonexistent/*.bin"], "no files match"),
     (["train", "--profile-steps", "9,1,3", "--steps", "5"], "needs 13 steps"),
-])
-def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
-    r = golfprof(*args, "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data"), "--quiet")
+]
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """Each bad command (BAD_INPUT, and a bad shard) as its own golfprof process, all started at once: the
+    processes are independent, and one at a time they would mostly wait for one core to import torch."""
+    cases = {" ".join(args): (args, tmp_path_factory.mktemp("refused")) for args, _ in BAD_INPUT}
+    shard_dir = tmp_path_factory.mktemp("bad_shard")
+    bad = shard_dir / "fineweb_train_000000.bin"
+    bad.write_bytes(b"\0" * 2048)
+    cases["bad shard"] = (["train", "--data", str(bad)], shard_dir)
+    procs = {key: subprocess.Popen([sys.executable, "-m", "golfprof.cli", *args, "--runs-dir", str(tmp / "runs"),
+                                    "--data-dir", str(tmp / "data"), "--quiet"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for key, (args, tmp) in cases.items()}
+    done = {}
+    for key, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        done[key] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), cases[key][1])
+    return done
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_2(args, message, refused):
+    r, tmp = refused[" ".join(args)]
     assert r.returncode == 2, (r.returncode, r.stderr)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not (tmp / "runs").exists() or not any((tmp / "runs").iterdir())
 
 
-def test_bad_shard_names_the_file(tmp_path):
-    bad = tmp_path / "fineweb_train_000000.bin"
-    bad.write_bytes(b"\0" * 2048)
-    r = golfprof("train", "--data", str(bad), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+def test_bad_shard_names_the_file(refused):
+    r, tmp = refused["bad shard"]
+    bad = tmp / "fineweb_train_000000.bin"
     assert r.returncode == 2 and "bad magic" in r.stderr and str(bad) in r.stderr
     assert "Traceback" not in r.stderr
 
