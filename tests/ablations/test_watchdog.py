@@ -101,16 +101,18 @@ def test_a_stopped_rank_ends_the_job_within_the_stated_time(tmp_path):
             raise AssertionError("the ranks never trained")
         stopped = psutil.Process(beats[1]["pid"])
         stopped.suspend()  # kill -STOP
-        t0 = time.monotonic()
+        # the stated time runs from the stopped rank's last progress as its heartbeat file says (monotonic, one
+        # clock for the host), not from the suspension: on a loaded machine a step can outlast a second
+        last = _heartbeats(tmp_path / "tmp")[1]["at"]
         out, err = proc.communicate(timeout=STALL_S + 30)
-        took = time.monotonic() - t0
+        took = time.monotonic() - last
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     line = assert_one_error(Outcome(proc.returncode, out, err), 1,
                             f"error: rank 1 made no progress for {STALL_S} s (stuck in golfprof/")
-    assert STALL_S - 1 < took < STALL_S + 10, took
+    assert STALL_S - 0.5 < took < STALL_S + 10, took  # never before the stated time; soon after it
     assert not stopped.is_running() or stopped.status() == psutil.STATUS_ZOMBIE, "the stopped rank was left behind"
     (run,) = (tmp_path / "runs").iterdir()
     logs = list((run / "launch_logs").rglob("stderr.log"))
