@@ -19,7 +19,6 @@ import pytest
 from golfprof.model.config import TINY_MODEL
 from golfprof.profiler import phases
 from tests.cli import invoke
-from tests.cli import run as golfprof
 
 BANKS = list(TINY_MODEL.bank_shapes())
 
@@ -158,22 +157,53 @@ def test_bad_shard_names_the_file(refused):
     assert "Traceback" not in r.stderr
 
 
-def test_a_dying_rank_ends_the_job_with_its_error(tmp_path):
-    t0 = time.monotonic()
-    r = golfprof("ablate", "--nproc", "2", "--steps", "5", "--runs-dir", str(tmp_path / "runs"),
-                 "--data-dir", str(tmp_path / "data"), "--quiet", env={"GOLFPROF_TEST_FAIL_RANK": "1"}, timeout=120)
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path, float]]:
+    """The jobs that fail (a dying rank, a SIGKILLed rank, a failing single-process matrix) and golfprof joining
+    a torchrun launch: each its own golfprof process (and torchrun, ranks), all started at once (they share
+    nothing); each gets its result, folder and seconds from start to exit."""
+    tmps = {name: tmp_path_factory.mktemp(name) for name in ("dying", "killed", "matrix", "torchrun")}
+    common = ["--quiet", "--runs-dir", "{tmp}/runs", "--data-dir", "{tmp}/data"]
+    gp = [sys.executable, "-m", "golfprof.cli"]
+    cmds = {
+        "dying": ([*gp, "ablate", "--nproc", "2", "--steps", "5", *common], {"GOLFPROF_TEST_FAIL_RANK": "1"}),
+        "killed": ([*gp, "ablate", "--nproc", "2", "--steps", "5", *common], {"GOLFPROF_TEST_KILL_RANK": "1"}),
+        "matrix": ([*gp, "ablate", "--repeats", "2", "--steps", "3", "--matrix-dir", "{tmp}/m", *common],
+                   {"GOLFPROF_TEST_FAIL_RANK": "0"}),
+        "torchrun": ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                      "-m", "golfprof.cli", "train", "--steps", "3", "--bf16", "none", *common], {}),
+    }
+    procs, t0 = {}, time.monotonic()
+    for name, (cmd, env) in cmds.items():
+        argv = [a.format(tmp=tmps[name]) for a in cmd]
+        procs[name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       env={**os.environ, **env})
+    done = {}
+    try:
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=300)
+            done[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), tmps[name],
+                          time.monotonic() - t0)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return done
+
+
+def test_a_dying_rank_ends_the_job_with_its_error(jobs):
+    r, tmp_path, took = jobs["dying"]
     assert r.returncode != 0
     assert "error: rank 1: RuntimeError: injected failure" in r.stderr
-    assert time.monotonic() - t0 < 90
+    assert took < 90
     (run_dir,) = (tmp_path / "runs").iterdir()
     logs = "".join(p.read_text() for p in (run_dir / "launch_logs").rglob("stderr.log"))
     assert "Traceback" in logs and "injected failure" in logs  # the full traceback outlives the launch
 
 
-def test_a_rank_killed_by_a_signal_is_named(tmp_path):
+def test_a_rank_killed_by_a_signal_is_named(jobs):
     """No golfprof error line from a SIGKILLed rank: the error comes from torchrun's root cause."""
-    r = golfprof("ablate", "--nproc", "2", "--steps", "5", "--runs-dir", str(tmp_path / "runs"),
-                 "--data-dir", str(tmp_path / "data"), "--quiet", env={"GOLFPROF_TEST_KILL_RANK": "1"}, timeout=120)
+    r, _, _ = jobs["killed"]
     assert r.returncode != 0
     assert "error: rank 1 died: exit code -9 (SIGKILL)" in r.stderr, r.stderr[-2000:]
 
@@ -225,11 +255,8 @@ def test_tokens_per_step_sweep_prints_one_table(tmp_path):
     assert "tokens-per-step sweep" in r.stdout and "4 × 3" in r.stdout and "4 × 6" in r.stdout
 
 
-def test_joins_a_group_launched_by_torchrun(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        "-m", "golfprof.cli", "train", "--steps", "3", "--bf16", "none", "--quiet",
-                        "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")],
-                       capture_output=True, text=True, timeout=300)
+def test_joins_a_group_launched_by_torchrun(jobs):
+    r, tmp_path, _ = jobs["torchrun"]
     assert r.returncode == 0, r.stderr[-2000:]
     (run_dir,) = (tmp_path / "runs").iterdir()  # one run, written by both ranks: nothing was spawned twice
     assert json.loads((run_dir / "summary.json").read_text())["world_size"] == 2
@@ -309,10 +336,8 @@ def test_sigterm_stops_the_ranks_too(tmp_path):
             os.kill(pid, 9)
 
 
-def test_a_failed_single_process_run_in_a_matrix_keeps_its_traceback(tmp_path):
-    r = golfprof("ablate", "--repeats", "2", "--steps", "3", "--runs-dir", str(tmp_path / "runs"),
-                 "--matrix-dir", str(tmp_path / "m"), "--data-dir", str(tmp_path / "data"), "--quiet",
-                 env={"GOLFPROF_TEST_FAIL_RANK": "0"}, timeout=120)
+def test_a_failed_single_process_run_in_a_matrix_keeps_its_traceback(jobs):
+    r, tmp_path, _ = jobs["matrix"]
     assert "injected failure" in r.stdout + r.stderr
     logs = list((tmp_path / "m").glob("*/launch_logs/stderr.log"))
     assert logs and all("Traceback" in p.read_text() and "injected failure" in p.read_text() for p in logs)
