@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
@@ -63,7 +65,7 @@ def _training(tmp: Path) -> bool:
     return len(beats) == 2 and all((b.get("step") or 0) >= 1 for b in beats)
 
 
-def test_kill_9_of_torchrun_is_named_as_such(tmp_path):
+def _kill_9_of_torchrun(tmp_path: Path) -> Outcome:
     proc = _start(tmp_path, "ablate", "--nproc", "2", "--steps", "100000")
     try:
         _until(lambda: _training(tmp_path))
@@ -72,12 +74,10 @@ def test_kill_9_of_torchrun_is_named_as_such(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    line = assert_one_error(Outcome(proc.returncode, out, err), 1, "error: torchrun was killed by signal 9 (SIGKILL)")
-    assert "memory" not in line
+    return Outcome(proc.returncode, out, err)
 
 
-def test_sigterm_once_the_summary_is_written_is_a_finished_run(tmp_path):
-    """The ranks linger after the summary (a test hook): SIGTERM then stops them, and the run is complete."""
+def _sigterm_once_the_summary_is_written(tmp_path: Path) -> Outcome:
     proc = _start(tmp_path, "ablate", "--nproc", "2", "--steps", "3", env={"GOLFPROF_TEST_HOLD_AFTER_RUN_S": "60"})
     try:
         _until(lambda: list((tmp_path / "runs").glob("*/summary.json")))
@@ -86,7 +86,29 @@ def test_sigterm_once_the_summary_is_written_is_a_finished_run(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err[-2000:]
+    return Outcome(proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def signalled(tmp_path_factory) -> Iterator[dict[str, Future]]:
+    """The two jobs that golfprof sees end by a signal, each its own golfprof, torchrun and ranks, run side by side
+    (each thread waits on its own job, then signals it; nothing is timed)."""
+    pool = ThreadPoolExecutor(2)
+    yield {name: pool.submit(scenario, tmp_path_factory.mktemp(name)) for name, scenario in (
+        ("kill9", _kill_9_of_torchrun), ("sigterm", _sigterm_once_the_summary_is_written))}
+    pool.shutdown(wait=True)
+
+
+def test_kill_9_of_torchrun_is_named_as_such(signalled):
+    line = assert_one_error(signalled["kill9"].result(), 1, "error: torchrun was killed by signal 9 (SIGKILL)")
+    assert "memory" not in line
+
+
+def test_sigterm_once_the_summary_is_written_is_a_finished_run(signalled):
+    """The ranks linger after the summary (a test hook): SIGTERM then stops them, and the run is complete."""
+    r = signalled["sigterm"].result()
+    out, err = r.stdout, r.stderr
+    assert r.code == 0, err[-2000:]
     assert "Traceback" not in err and "error" not in err, err
     assert "run directory: " in out
 
