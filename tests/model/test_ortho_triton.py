@@ -111,23 +111,46 @@ _SCRIPT = textwrap.dedent(r"""
 """)
 
 
+_started: list[subprocess.Popen] = []
+_done: list[tuple[int, str, str]] = []
+
+
+def start() -> None:
+    """The script once per method, both at once (the interpreter keeps one core busy per process), without
+    waiting for them (tests/conftest.py starts them while the suite runs single-process tests): each computes
+    the single products too (cheap; the first one's are kept), so the end-to-end inputs come from the same
+    generator state as in one process."""
+    if not _started:
+        env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        _started.extend(subprocess.Popen([sys.executable, "-c", _SCRIPT, method], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, env=env)
+                        for method in ("ns5", "polar_express"))
+
+
+def wait() -> None:
+    """Wait for both processes (started now if they were not), keeping their exit status and output."""
+    start()
+    if not _done:
+        try:
+            outs = [proc.communicate(timeout=300) for proc in _started]
+        finally:
+            stop()
+        _done.extend((proc.returncode, out, err) for proc, (out, err) in zip(_started, outs))
+
+
+def stop() -> None:
+    for proc in _started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 @pytest.fixture(scope="module")
 def interp() -> dict:
-    """The script once per method, both at once (the interpreter keeps one core busy per process):
-    each computes the single products too (cheap; the first one's are kept), so the end-to-end
-    inputs come from the same generator state as in one process."""
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    procs = [subprocess.Popen([sys.executable, "-c", _SCRIPT, method], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env) for method in ("ns5", "polar_express")]
-    try:
-        outs = [proc.communicate(timeout=300) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+    wait()
     results = []
-    for proc, (out, err) in zip(procs, outs):
-        assert proc.returncode == 0, err[-4000:]
+    for code, out, err in _done:
+        assert code == 0, err[-4000:]
         line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
         results.append(json.loads(line[len("RESULT"):]))
     return {"kernels": results[0]["kernels"], "e2e": [r for res in results for r in res["e2e"]]}
