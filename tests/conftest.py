@@ -35,6 +35,7 @@ _BACKGROUND = [
     (("tests/model/test_ce_triton.py", "tests/model/test_mlp_triton.py", "tests/model/test_kernel_choice.py"),
      "tests.model.fused_interp"),
     (("tests/model/test_ortho_triton.py",), "tests.model.test_ortho_triton"),
+    (("tests/model/test_ortho_set.py",), "tests.model.test_ortho_set"),
 ]
 
 

@@ -24,7 +24,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -176,14 +178,46 @@ _SCRIPT = textwrap.dedent(r"""
 """)
 
 
+_started: list[subprocess.Popen] = []
+_done: list[tuple[int, str, str]] = []
+
+
+def start() -> None:
+    """Start the interpreter script (and its gloo ranks) without waiting for it; tests/conftest.py does so
+    while the suite runs single-process tests."""
+    if not _started:
+        script = Path(tempfile.mkdtemp(prefix="ortho_set_interp-")) / "ortho_set_interp.py"
+        script.write_text(_SCRIPT)  # a file, not -c: the gloo workers are spawned and re-import it
+        env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        _started.append(subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, env=env))
+
+
+def wait() -> None:
+    """Wait for the script (started now if it was not), keeping its exit status and output."""
+    start()
+    if not _done:
+        proc = _started[0]
+        try:
+            out, err = proc.communicate(timeout=600)
+        finally:
+            stop()
+        _done.append((proc.returncode, out, err))
+
+
+def stop() -> None:
+    for proc in _started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 @pytest.fixture(scope="module")
-def interp(tmp_path_factory) -> dict:
-    script = tmp_path_factory.mktemp("interp") / "ortho_set_interp.py"
-    script.write_text(_SCRIPT)  # a file, not -c: the gloo workers are spawned and re-import it
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
+def interp() -> dict:
+    wait()
+    code, out, err = _done[0]
+    assert code == 0, err[-4000:]
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
     return json.loads(line[len("RESULT"):])
 
 
