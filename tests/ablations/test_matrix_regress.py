@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -60,10 +61,13 @@ def test_planted_optimizer_slowdown_is_flagged(planted):
 def test_regress_exit_codes(planted, tmp_path):
     mdir, _ = planted
     base, slow = mdir / "explicit_banks-r0", mdir / "planted-r0"
-    ok = golfprof("regress", str(base), "--baseline", str(base), "--metric", "optimizer_ms", "--max-increase", "5%")
+    with ThreadPoolExecutor(3) as pool:  # the three real processes (exit 0, 1, 2) read only: side by side
+        ok, bad, missing = pool.map(lambda args: golfprof(*args), [
+            ("regress", str(base), "--baseline", str(base), "--metric", "optimizer_ms", "--max-increase", "5%"),
+            ("regress", str(slow), "--baseline", str(base), "--metric", "optimizer_ms", "--metric", "ms_per_step",
+             "--max-increase", "5%", "--json"),
+            ("regress", str(tmp_path / "missing"), "--baseline", str(base))])
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    bad = golfprof("regress", str(slow), "--baseline", str(base), "--metric", "optimizer_ms",
-                   "--metric", "ms_per_step", "--max-increase", "5%", "--json")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     report = json.loads(bad.stdout)
     assert report["regressed"] and report["metrics"][0]["regressed"]
@@ -74,7 +78,7 @@ def test_regress_exit_codes(planted, tmp_path):
     assert invoke("regress", slow / "summary.json", "--baseline", bfile).exit_code == 1
     assert invoke("regress", base, "--baseline", bfile, "--max-increase", "50%").exit_code == 0
     # bad input: exit 2 with one line (the first as a real process)
-    r = golfprof("regress", str(tmp_path / "missing"), "--baseline", str(base))
+    r = missing
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and r.stderr.startswith("error: ") and len(lines) == 1, r.stderr
     for args in (["regress", slow, "--baseline", base, "--metric", "bogus"],
