@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 
-# One intra-op thread for torch here and in every process a test starts (golfprof's launcher gives its ranks the
-# same): the tiny models gain nothing from a second thread, and on a 2-core machine two threads per process spin
-# against the suite's other processes (a 3.7 s in-process run took 8.8 s beside one busy process; 5.3 s with one
-# thread). Set before torch is first imported.
+# One intra-op thread for torch in every process a test starts (golfprof's launcher gives its ranks the same):
+# the tiny models gain nothing from a second thread, and on a 2-core machine two threads per process spin against
+# the suite's other processes (a 3.7 s in-process run took 8.8 s beside one busy process; 5.3 s with one thread).
+# This process keeps its cores (test_fp8's emulated FP8 matmuls take twice as long on one thread) except while
+# background subprocesses run (_BACKGROUND below). Set before torch is first imported.
+_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+torch.set_num_threads(_THREADS)
 
 from golfprof.model.config import TINY_MODEL  # noqa: E402
 from golfprof.model.synthetic import write_synthetic_dataset  # noqa: E402
@@ -51,6 +53,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             if importlib.util.find_spec("triton") and any(i.nodeid.startswith(users) for i in session.items)]
         for module in session._golfprof_background:  # type: ignore[attr-defined]
             module.start()
+        if session._golfprof_background:  # type: ignore[attr-defined]
+            torch.set_num_threads(1)  # the cores are shared with them until they end
     if item.nodeid.startswith(_BACKGROUND_UNTIL) and getattr(session, "_golfprof_background", None):
         for module in session._golfprof_background:  # type: ignore[attr-defined]
             try:
@@ -58,6 +62,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             except Exception:  # noqa: BLE001 - a failure belongs to the tests that use it (they call wait again)
                 pass
         session._golfprof_background = []  # type: ignore[attr-defined]
+        torch.set_num_threads(_THREADS)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
