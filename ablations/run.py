@@ -207,6 +207,7 @@ def open_run(spec: RunSpec, info: DistInfo) -> Opened:
     run = spec.run
     run.validate(info.world_size)
     faults.configure(spec.extra.get("faults"))
+    faults.mishandled_ctrl_c()
     device = resolve_device(spec.device, info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import sys
 
+from golfprof import interrupts
+
 
 def main() -> None:
+    interrupts.install()  # before the CLI's imports: a Ctrl-C in them is recorded too
     try:
         from golfprof.cli import main as cli
     except KeyboardInterrupt:
         print("interrupted: golfprof stopped by Ctrl-C while starting", file=sys.stderr)
-        raise SystemExit(130) from None
+        interrupts.leave(interrupts.EXIT)
     cli()
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 import typer
 from typer.core import TyperGroup
 
+from golfprof import interrupts
 from golfprof import options as O
 from golfprof.ablations import script_command
 from golfprof.ablations import variants as V
@@ -72,6 +73,13 @@ class _OneErrorPath(TyperGroup):
             command = e.ctx.command_path if e.ctx is not None else "golfprof"
             print(f"error: {e.format_message()} (see {command} --help)", file=sys.stderr)
             raise typer.Exit(e.exit_code) from None
+        except (click_errors.ClickException, typer.Exit, typer.Abort):
+            raise
+        except Exception as e:  # a Ctrl-C that library code wrapped (golfprof/interrupts.py): interrupted, no traceback
+            if not interrupts.caused_by_ctrl_c(e):
+                raise
+            print(f"interrupted: {ctx.invoked_subcommand or 'golfprof'} stopped by Ctrl-C", file=sys.stderr)
+            raise typer.Exit(Interrupted.exit_code) from None
 
 
 app = typer.Typer(cls=_OneErrorPath, add_completion=False, no_args_is_help=True,
@@ -303,12 +311,20 @@ def list_variants(
 
 
 def main() -> None:
+    """The process's entry (the console script, ``python -m golfprof[.cli]``): the CLI, then its exit status, a
+    Ctrl-C however Python delivered it ending as exit 130 (golfprof/interrupts.py)."""
+    interrupts.install()
     show_warnings()
     guard_stdout()  # a closed pipe on stdout never stops the work
     try:
         app()
+        code: int | str | None = 0
     except SystemExit as e:
-        raise SystemExit(finish_stdout(e.code)) from None
+        code = e.code
+    except KeyboardInterrupt:  # after the commands' own handlers: between them and here
+        print("interrupted: golfprof stopped by Ctrl-C", file=sys.stderr)
+        code = interrupts.EXIT
+    interrupts.leave(interrupts.settle(finish_stdout(code)))
 
 
 if __name__ == "__main__":

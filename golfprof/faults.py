@@ -16,6 +16,8 @@ FAIL_RANK = "GOLFPROF_TEST_FAIL_RANK"
 KILL_RANK = "GOLFPROF_TEST_KILL_RANK"
 OPTIMIZER_DELAY_MS = "GOLFPROF_TEST_OPTIMIZER_DELAY_MS"
 HOLD_AFTER_RUN_S = "GOLFPROF_TEST_HOLD_AFTER_RUN_S"  # a rank lingers after its run completed (signals in teardown)
+CTRL_C = "GOLFPROF_TEST_CTRL_C"  # how library code mishandles a Ctrl-C: swallowed | wrapped | c_exec (interrupts.py)
+WAITING_FOR_CTRL_C = "golfprof-test: waiting for Ctrl-C"
 
 _planted: dict[str, Any] = {}
 
@@ -47,3 +49,27 @@ def after_run(rank: int) -> None:
     seconds = float(os.environ.get(HOLD_AFTER_RUN_S, 0) or 0)
     if seconds > 0 and rank == 0:
         time.sleep(seconds)
+
+
+def mishandled_ctrl_c() -> None:
+    """When a test asks: print WAITING_FOR_CTRL_C and wait (60 s at most) inside code that mishandles a Ctrl-C as
+    library code was seen to: swallowed (caught and dropped), wrapped (re-raised as another error), or c_exec (run
+    through the C API's PyRun_SimpleString, which prints it and goes on, as a C extension's Python code would)."""
+    import sys
+    import time
+
+    how = os.environ.get(CTRL_C)
+    if not how:
+        return
+    print(WAITING_FOR_CTRL_C, file=sys.stderr, flush=True)
+    if how == "c_exec":
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"import time\nfor _ in range(600):\n    time.sleep(0.1)\n")
+        return
+    try:
+        for _ in range(600):
+            time.sleep(0.1)
+    except KeyboardInterrupt as e:
+        if how == "wrapped":
+            raise RuntimeError("a library's own error, raised while handling the Ctrl-C") from e
