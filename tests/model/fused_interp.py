@@ -8,11 +8,11 @@ test session (`start()` earlier, in the background).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from functools import lru_cache
+
+from tests.background import Background
 
 # Steps of the tiny preset the loss-curve test trains with the toggles on and off.
 CURVE_STEPS = 5
@@ -121,44 +121,17 @@ _SCRIPT = textwrap.dedent(r"""
 """)
 
 
-_started: list[subprocess.Popen] = []
-_done: list[tuple[int, str, str]] = []
-
-
-def start() -> None:
-    """Start the subprocess without waiting for it (tests/conftest.py does, while the suite runs single-process
-    tests: it is one core's work, and those leave the other core idle)."""
-    if not _started:
-        env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        _started.append(subprocess.Popen([sys.executable, "-c", _SCRIPT, str(CURVE_STEPS)], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, env=env))
-
-
-def wait() -> None:
-    """Wait for the subprocess (started now if it was not) to end, keeping its exit status and output."""
-    start()
-    if not _done:
-        proc = _started[0]
-        try:
-            out, err = proc.communicate(timeout=300)
-        finally:
-            stop()
-        _done.append((proc.returncode, out, err))
-
-
-def stop() -> None:
-    """End a started subprocess that is still running (a run stopped early, a -k selection)."""
-    for proc in _started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+# tests/conftest.py starts it while the suite runs single-process tests: it is one core's work, and those leave the
+# other core idle
+_job = Background(lambda: [[sys.executable, "-c", _SCRIPT, str(CURVE_STEPS)]], timeout=300)
+start, wait, stop = _job.start, _job.wait, _job.stop
 
 
 @lru_cache(maxsize=1)
 def results() -> dict:
     """The subprocess's measurements."""
     wait()
-    code, stdout, stderr = _done[0]
+    code, stdout, stderr = _job.done[0]
     assert code == 0, stderr[-4000:]
     line = next(ln for ln in stdout.splitlines() if ln.startswith("RESULT"))
     return json.loads(line[len("RESULT"):])

@@ -21,8 +21,6 @@ Bounds:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -32,6 +30,7 @@ import pytest
 import torch
 
 from golfprof.model import ortho_triton as OT
+from tests.background import Background
 from tests.model.triton_marks import U_BF16, needs_gpu, needs_triton
 
 
@@ -178,44 +177,21 @@ _SCRIPT = textwrap.dedent(r"""
 """)
 
 
-_started: list[subprocess.Popen] = []
-_done: list[tuple[int, str, str]] = []
+def _argvs() -> list[list[str]]:
+    """The interpreter script (and its gloo ranks), from a file: the gloo workers are spawned and re-import it."""
+    script = Path(tempfile.mkdtemp(prefix="ortho_set_interp-")) / "ortho_set_interp.py"
+    script.write_text(_SCRIPT)
+    return [[sys.executable, str(script)]]
 
 
-def start() -> None:
-    """Start the interpreter script (and its gloo ranks) without waiting for it; tests/conftest.py does so
-    while the suite runs single-process tests."""
-    if not _started:
-        script = Path(tempfile.mkdtemp(prefix="ortho_set_interp-")) / "ortho_set_interp.py"
-        script.write_text(_SCRIPT)  # a file, not -c: the gloo workers are spawned and re-import it
-        env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        _started.append(subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, env=env))
-
-
-def wait() -> None:
-    """Wait for the script (started now if it was not), keeping its exit status and output."""
-    start()
-    if not _done:
-        proc = _started[0]
-        try:
-            out, err = proc.communicate(timeout=600)
-        finally:
-            stop()
-        _done.append((proc.returncode, out, err))
-
-
-def stop() -> None:
-    for proc in _started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+_job = Background(_argvs, timeout=600)  # tests/conftest.py starts it while the suite runs single-process tests
+start, wait, stop = _job.start, _job.wait, _job.stop
 
 
 @pytest.fixture(scope="module")
 def interp() -> dict:
     wait()
-    code, out, err = _done[0]
+    code, out, err = _job.done[0]
     assert code == 0, err[-4000:]
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
     return json.loads(line[len("RESULT"):])

@@ -23,7 +23,6 @@ Bounds (relative Frobenius error, ‖out − ref‖ / ‖ref‖):
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -33,6 +32,7 @@ import torch
 
 from golfprof.model import ortho_triton as OT
 from golfprof.model.ortho import orthogonalize
+from tests.background import Background
 from tests.cli import invoke
 from tests.model.triton_marks import HAVE_TRITON, U_BF16, needs_gpu, needs_triton
 
@@ -111,45 +111,18 @@ _SCRIPT = textwrap.dedent(r"""
 """)
 
 
-_started: list[subprocess.Popen] = []
-_done: list[tuple[int, str, str]] = []
-
-
-def start() -> None:
-    """The script once per method, both at once (the interpreter keeps one core busy per process), without
-    waiting for them (tests/conftest.py starts them while the suite runs single-process tests): each computes
-    the single products too (cheap; the first one's are kept), so the end-to-end inputs come from the same
-    generator state as in one process."""
-    if not _started:
-        env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        _started.extend(subprocess.Popen([sys.executable, "-c", _SCRIPT, method], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, env=env)
-                        for method in ("ns5", "polar_express"))
-
-
-def wait() -> None:
-    """Wait for both processes (started now if they were not), keeping their exit status and output."""
-    start()
-    if not _done:
-        try:
-            outs = [proc.communicate(timeout=300) for proc in _started]
-        finally:
-            stop()
-        _done.extend((proc.returncode, out, err) for proc, (out, err) in zip(_started, outs))
-
-
-def stop() -> None:
-    for proc in _started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+# The script once per method, both at once (the interpreter keeps one core busy per process; tests/conftest.py
+# starts them while the suite runs single-process tests): each computes the single products too (cheap; the first
+# one's are kept), so the end-to-end inputs come from the same generator state as in one process.
+_job = Background(lambda: [[sys.executable, "-c", _SCRIPT, method] for method in ("ns5", "polar_express")], timeout=300)
+start, wait, stop = _job.start, _job.wait, _job.stop
 
 
 @pytest.fixture(scope="module")
 def interp() -> dict:
     wait()
     results = []
-    for code, out, err in _done:
+    for code, out, err in _job.done:
         assert code == 0, err[-4000:]
         line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
         results.append(json.loads(line[len("RESULT"):]))
