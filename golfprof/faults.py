@@ -61,13 +61,15 @@ def mishandled_ctrl_c() -> None:
     how = os.environ.get(CTRL_C)
     if not how:
         return
-    print(WAITING_FOR_CTRL_C, file=sys.stderr, flush=True)
-    if how == "c_exec":
+    if how == "c_exec":  # the line printed inside, so that the Ctrl-C it asks for lands there
         import ctypes
 
-        ctypes.pythonapi.PyRun_SimpleString(b"import time\nfor _ in range(600):\n    time.sleep(0.1)\n")
+        code = f"import sys, time\nprint({WAITING_FOR_CTRL_C!r}, file=sys.stderr, flush=True)\n" \
+               "for _ in range(600):\n    time.sleep(0.1)\n"
+        ctypes.pythonapi.PyRun_SimpleString(code.encode())
         return
     try:
+        print(WAITING_FOR_CTRL_C, file=sys.stderr, flush=True)  # inside: the Ctrl-C it asks for lands in the try
         for _ in range(600):
             time.sleep(0.1)
     except KeyboardInterrupt as e:
