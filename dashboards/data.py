@@ -81,7 +81,7 @@ def stack_phases(runs: list[RunSamples]) -> list[str]:
     for r in runs:
         seen |= {k.removeprefix(PHASE_PREFIX) for k in r.samples if k.startswith(PHASE_PREFIX)}
         seen |= set(r.summary.get("phase_ms") or {})
-    children = {p for p in seen if p.startswith(names.STEP + "/") and "/" not in p.removeprefix(names.STEP + "/")}
+    children = {p for p in seen if names.is_top_level(p)}
     return [p for p in STEP_CHILDREN if p in children] + sorted(children - set(STEP_CHILDREN))
 
 

@@ -58,9 +58,6 @@ class _OneErrorPath(TyperGroup):
         except Interrupted as e:
             print(f"interrupted: {e}", file=sys.stderr)
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            print(f"interrupted: {ctx.invoked_subcommand or 'golfprof'} stopped by Ctrl-C", file=sys.stderr)
-            raise typer.Exit(Interrupted.exit_code) from None
         except GolfprofError as e:
             print(f"error: {e}", file=sys.stderr)
             raise typer.Exit(e.exit_code) from None
@@ -75,7 +72,7 @@ class _OneErrorPath(TyperGroup):
             raise typer.Exit(e.exit_code) from None
         except (click_errors.ClickException, typer.Exit, typer.Abort):
             raise
-        except Exception as e:  # a Ctrl-C that library code wrapped (golfprof/interrupts.py): interrupted, no traceback
+        except (KeyboardInterrupt, Exception) as e:  # also a Ctrl-C library code wrapped (golfprof/interrupts.py)
             if not interrupts.caused_by_ctrl_c(e):
                 raise
             print(f"interrupted: {ctx.invoked_subcommand or 'golfprof'} stopped by Ctrl-C", file=sys.stderr)

@@ -40,11 +40,6 @@ def install() -> None:
     signal.signal(signal.SIGINT, _on_sigint)
 
 
-def requested() -> bool:
-    """Whether a Ctrl-C reached this process through the handler."""
-    return _requested
-
-
 def caused_by_ctrl_c(e: BaseException) -> bool:
     """A KeyboardInterrupt anywhere in the exception's chain (cause or context), or a recorded Ctrl-C."""
     seen: set[int] = set()

@@ -24,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .replay import STEP_PHASE, RoleStep, RoleTimeline
+from golfprof.profiler.names import is_top_level
+
+from .replay import RoleStep, RoleTimeline
 
 AFTER = "(after the phases)"
 COLUMNS = ["phase", "kernels", "source_ms", "target_ms", "grown_ms", "starts_later_ms", "ends_later_ms", "own_ms",
@@ -33,8 +35,7 @@ COLUMNS = ["phase", "kernels", "source_ms", "target_ms", "grown_ms", "starts_lat
 
 def top_ranges(ranges: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
     """The step's direct sub-phases, each instance, in start order."""
-    pre = STEP_PHASE + "/"
-    return sorted((r for r in ranges if r[0].startswith(pre) and "/" not in r[0][len(pre):]), key=lambda r: r[1])
+    return sorted((r for r in ranges if is_top_level(r[0])), key=lambda r: r[1])
 
 
 def by_phase(src: RoleStep, src_tl: RoleTimeline, tgt: RoleStep, tgt_tl: RoleTimeline,

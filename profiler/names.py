@@ -29,6 +29,11 @@ ALL_BANKS = "all_banks"
 EVAL_FORWARD = "golfprof/step/data/eval_forward"
 
 
+def is_top_level(name: str) -> bool:
+    """A phase directly under the step (golfprof/step/<phase>): the phases that tile its marked time."""
+    return name.startswith(STEP + "/") and "/" not in name[len(STEP) + 1:]
+
+
 def optimizer_step(cls_name: str) -> str:
     """One optimizer's step in a foreign script: torch.optim's, or the --step-fn class's."""
     return f"{OPTIMIZER}/{cls_name}"

@@ -58,11 +58,6 @@ def window_note(w: dict[str, Any]) -> str | None:
     return f"{head}: the window caught an outlier ({outl}); findings about its time may not hold for the run"
 
 
-def _top_level(name: str) -> bool:
-    """A phase directly under the step (golfprof/step/<phase>): they partition its marked time."""
-    return name.startswith(names.STEP + "/") and "/" not in name[len(names.STEP) + 1:]
-
-
 def _children(name: str, candidates: list[str]) -> list[str]:
     """The phases nested in ``name`` with no phase between (muon/<bank>/orthogonalize is muon's child)."""
     below = [c for c in candidates if c.startswith(name + "/")]
@@ -81,7 +76,7 @@ def atypical_phase(steps: pd.DataFrame, phases: pd.DataFrame, profiled: list[int
     if phases.empty or not profiled or not others:
         return None
     per = phases.groupby(["step", "phase"])["ms"].sum().unstack("phase")
-    top = [c for c in per.columns if _top_level(c)]
+    top = [c for c in per.columns if names.is_top_level(c)]
     if not top:
         return None
     timer = steps.set_index("step")["ms"]
