@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 from typer.testing import CliRunner, Result
@@ -26,3 +27,22 @@ def run(*args: Any, env: dict[str, str] | None = None, timeout: float = 300) -> 
     """``golfprof ARGS`` as a child process with the given extra environment."""
     return subprocess.run([sys.executable, "-m", "golfprof.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def run_together(cmds: dict[str, tuple[list[str], dict[str, str]]], timeout: float = 300
+                 ) -> dict[str, tuple[subprocess.CompletedProcess, float]]:
+    """Independent commands (name -> argv, extra environment), all started at once: each one's result and its
+    seconds from the common start to when its output was collected (in ``cmds``' order); none is left running."""
+    t0 = time.monotonic()
+    procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, **env}) for name, (argv, env) in cmds.items()}
+    done = {}
+    try:
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=timeout)
+            done[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), time.monotonic() - t0)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return done

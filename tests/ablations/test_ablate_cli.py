@@ -18,7 +18,7 @@ import pytest
 
 from golfprof.model.config import TINY_MODEL
 from golfprof.profiler import phases
-from tests.cli import invoke
+from tests.cli import invoke, run_together
 
 BANKS = list(TINY_MODEL.bank_shapes())
 
@@ -130,15 +130,9 @@ def refused(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Pa
     bad = shard_dir / "fineweb_train_000000.bin"
     bad.write_bytes(b"\0" * 2048)
     cases["bad shard"] = (["train", "--data", str(bad)], shard_dir)
-    procs = {key: subprocess.Popen([sys.executable, "-m", "golfprof.cli", *args, "--runs-dir", str(tmp / "runs"),
-                                    "--data-dir", str(tmp / "data"), "--quiet"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for key, (args, tmp) in cases.items()}
-    done = {}
-    for key, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        done[key] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), cases[key][1])
-    return done
+    done = run_together({key: ([sys.executable, "-m", "golfprof.cli", *args, "--runs-dir", str(tmp / "runs"),
+                                "--data-dir", str(tmp / "data"), "--quiet"], {}) for key, (args, tmp) in cases.items()})
+    return {key: (r, cases[key][1]) for key, (r, _) in done.items()}
 
 
 @pytest.mark.parametrize("args,message", BAD_INPUT)
@@ -173,22 +167,8 @@ def jobs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path,
         "torchrun": ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                       "-m", "golfprof.cli", "train", "--steps", "3", "--bf16", "none", *common], {}),
     }
-    procs, t0 = {}, time.monotonic()
-    for name, (cmd, env) in cmds.items():
-        argv = [a.format(tmp=tmps[name]) for a in cmd]
-        procs[name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                       env={**os.environ, **env})
-    done = {}
-    try:
-        for name, proc in procs.items():
-            out, err = proc.communicate(timeout=300)
-            done[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), tmps[name],
-                          time.monotonic() - t0)
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-    return done
+    done = run_together({name: ([a.format(tmp=tmps[name]) for a in cmd], env) for name, (cmd, env) in cmds.items()})
+    return {name: (r, tmps[name], took) for name, (r, took) in done.items()}
 
 
 def test_a_dying_rank_ends_the_job_with_its_error(jobs):
