@@ -1,12 +1,14 @@
-"""One gloo rank of a multi-process test: the group set up, and torn down the way the launcher does."""
+"""One gloo rank of a multi-process test: the group set up, and torn down the way the launcher does; and the
+ranks run beside this process's own side of a test."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from golfprof.ablations.launch import shutdown_process_group
 from golfprof.model.train import DistInfo
@@ -23,3 +25,18 @@ def gloo_rank(rank: int, world: int, store: str) -> Iterator[DistInfo]:
         ok = True
     finally:
         shutdown_process_group(ok)
+
+
+@contextlib.contextmanager
+def ranks_beside(worker: Callable[..., None], args: tuple[Any, ...], nprocs: int) -> Iterator[None]:
+    """``nprocs`` spawned ranks (``worker(rank, *args)``) running while the block does this process's side of the
+    test on one thread (the cores are shared with them), then waited for."""
+    ranks = mp.start_processes(worker, args=args, nprocs=nprocs, start_method="spawn", join=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        while not ranks.join():
+            pass

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from golfprof.ablations import variants as V
 from golfprof.ablations.simulate import check, fake_world, read_collectives, roles, simulate
@@ -23,7 +22,7 @@ from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, re
 from golfprof.model.data import DistributedLoader
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler.collectives import Recorder, register_ddp_hook, sequence
-from tests.distributed import gloo_rank
+from tests.distributed import gloo_rank, ranks_beside
 
 STEPS = 2
 # every schedule in both layouts, and the toggles that change what is communicated
@@ -77,20 +76,13 @@ def data(tiny_train_shards: str) -> str:
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_simulated_ranks_issue_the_real_collectives(world: int, data: str, tmp_path: Path) -> None:
-    ranks = mp.start_processes(_worker, args=(world, str(tmp_path / "store"), data, str(tmp_path)), nprocs=world,
-                               start_method="spawn", join=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the simulated side plays every rank here while the real ranks run (1 thread each)
-    try:
-        frames = {}
+    frames = {}
+    # the simulated side plays every rank here while the real ranks run
+    with ranks_beside(_worker, (world, str(tmp_path / "store"), data, str(tmp_path)), world):
         for rank in range(world):
             for case in _cases(world):
                 with fake_world(world, rank):
                     frames[rank, _key(case)] = _record(_run(*case), DistInfo(world, rank, 0, "gloo"), data)
-    finally:
-        torch.set_num_threads(threads)
-        while not ranks.join():
-            pass
     for rank in range(world):
         real = json.loads((tmp_path / f"rank{rank}.json").read_text())
         for case in _cases(world):

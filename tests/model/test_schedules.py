@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, Toggles, replace
 from golfprof.model.data import DistributedLoader
 from golfprof.model.train import DistInfo, Trainer
-from tests.distributed import gloo_rank
+from tests.distributed import gloo_rank, ranks_beside
 
 STEPS = 3
 TOL = 2e-5
@@ -78,20 +77,13 @@ def single() -> dict[tuple, dict[str, torch.Tensor]]:
 @pytest.mark.parametrize("world", [2, 3])
 def test_schedules_agree_with_single_process(world: int, data: str, tmp_path: Path, single: dict) -> None:
     cases = CASES if world == 2 else [c for c in CASES if c[1] != "ddp" and c[2] == 0.0]
-    ranks = mp.start_processes(_worker, args=(world, str(tmp_path / "store"), data, str(tmp_path), cases),
-                               nprocs=world, start_method="spawn", join=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the single process trains here while the ranks run (one thread each)
-    try:
+    # the single process trains here while the ranks run
+    with ranks_beside(_worker, (world, str(tmp_path / "store"), data, str(tmp_path), cases), world):
         for layout, _, clip in cases:
             if (layout, clip) not in single:
                 single[layout, clip] = _reference(layout, clip, data)
             if layout not in single:
                 single[layout] = _initial(layout)
-    finally:
-        torch.set_num_threads(threads)
-        while not ranks.join():
-            pass
     for layout, comm, clip in cases:
         got = torch.load(tmp_path / f"{comm}_{layout}_{clip}.pt")
         ref = single[layout, clip]
