@@ -87,7 +87,9 @@ class ValueEmbedding(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.ve_dim)
         self.proj = nn.Linear(cfg.ve_dim, cfg.kv_dim, bias=False)
         self.scale = nn.Parameter(torch.tensor(0.1))
-        self.layer_scales = nn.Parameter(torch.ones(len(cfg.ve_layers)))
+        # one (1,)-shaped scale per layer, as the record's ParameterList: a slice of one vector instead adds a
+        # select_scatter and a full reduction per layer to the compiled backward
+        self.layer_scales = nn.ParameterList(nn.Parameter(torch.ones(1)) for _ in cfg.ve_layers)
 
     def reset(self, gen: torch.Generator) -> None:
         nn.init.normal_(self.embed.weight, std=0.01, generator=gen)
@@ -158,7 +160,7 @@ class GPT(nn.Module):
         self.bf16_rotary = bf16_rotary
         # a backend resolve_backend returned for the run's device (the Trainer resolves the toggle)
         self.attention = attention
-        self._rope: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}  # rotary(): tables made once per length
+        self._rope: dict[tuple[int, str], list[tuple[Tensor, Tensor]]] = {}  # rotary(): made once per length
         # the kernels that run (model/kernel_choice.py resolves the toggles; the Triton / FP8 paths are bf16)
         self.mlp_kernel, self.ce_kernel, self.fp8 = mlp_kernel, ce_kernel, fp8
         gen = torch.Generator().manual_seed(seed)
@@ -254,6 +256,8 @@ class GPT(nn.Module):
             v = v + ve
         v = v.view(B, T, Hkv, hd)
         q, k = rms_norm(q), rms_norm(k)
+        if self.bf16_rotary:  # the record's cast of its fp32 tables to q's dtype, once per layer; off: fp32 RoPE
+            cos, sin = cos.to(q.dtype), sin.to(q.dtype)
         q = apply_partial_rope(q, cos, sin, cfg.rope_dims)
         k = apply_partial_rope(k, cos, sin, cfg.rope_dims)
         q = q * blk.q_gain.to(q.dtype)[None, None, :, None]
@@ -287,15 +291,17 @@ class GPT(nn.Module):
         u = F.leaky_relu(FP8.linear(h, wup, hist[0], dx_fp8=True), slope)  # dx in FP8
         return FP8.linear(u.square(), wdown, hist[1])  # the down-projection's backward in bf16
 
-    def rotary(self, T: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """cos/sin for length T, made once: the record caches them on its modules, so that under torch.compile they
-        are graph inputs; made inside the graph, inductor recomputed them in every RoPE kernel, forward and backward.
-        Call it before the first compiled forward (the trainer does) so the compiled graph finds them."""
+    def rotary(self, T: int, device: torch.device) -> list[tuple[Tensor, Tensor]]:
+        """Each layer's fp32 cos/sin for length T, made once. The record caches them on every layer's module, so that
+        under torch.compile they are graph inputs, one pair per layer: made inside the graph, inductor recomputed
+        them in every RoPE kernel; one pair shared by all layers let the graph's CSE merge the layers' `-sin` into
+        one node, and inductor then fused RoPE's backward differently from the record's. Call it before the first
+        compiled forward (the trainer does) so the compiled graph finds them."""
         key = (T, str(device))
         if key not in self._rope:
-            dtype = torch.bfloat16 if self.bf16_rotary else torch.float32
             with torch.no_grad():
-                self._rope[key] = rotary_tables(self.cfg, T, device, dtype)
+                cos, sin = rotary_tables(self.cfg, T, device, torch.float32)
+                self._rope[key] = [(cos.clone(), sin.clone()) for _ in range(self.cfg.num_layers)]
         return self._rope[key]
 
     def hidden(self, ids: Tensor) -> Tensor:
@@ -304,24 +310,26 @@ class GPT(nn.Module):
         x = self.tok_emb(ids) + self.bigram(ids)
         x = rms_norm(x)
         g = torch.sigmoid(self.smear_gate.to(x.dtype))[None, None, :]
-        x = (1 - g) * x + g * torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+        x_prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)  # the record's order of ops
+        x = (1 - g) * x + g * x_prev
         x0 = x
-        cos, sin = self.rotary(T, ids.device)
-        ve_base = self.ve(ids) if self.ve is not None else None
+        tables = self.rotary(T, ids.device)
+        ve_base: Tensor | None = None  # made at its first layer, where the record makes it
         ve_slot = {layer: k for k, layer in enumerate(cfg.ve_layers)}
         skips: list[Tensor] = []
         n_enc = cfg.num_encoder_layers
         for i, blk in enumerate(self.blocks):
             if i >= n_enc and i - n_enc < cfg.num_skip_weights:
                 x = x + self.skip_weights[i - n_enc].to(x.dtype)[None, None, :] * skips.pop()
+            ve = None
+            if self.ve is not None and i in ve_slot:
+                ve_base = self.ve(ids) if ve_base is None else ve_base
+                ve = ve_base * self.ve.layer_scales[ve_slot[i]].to(ve_base.dtype)
             wq, wk, wv, wo, wup, wdown = self.layer_weights(i)
             m = blk.resid_mix.to(x.dtype)
             x_in = m[0][None, None, :] * x + m[1][None, None, :] * x0
-            ve = None
-            if ve_base is not None and i in ve_slot:
-                ve = ve_base * self.ve.layer_scales[ve_slot[i]].to(ve_base.dtype)
             xsa = i >= cfg.num_layers - cfg.xsa_last_n
-            a = self._attention(blk, rms_norm(x_in) * blk.ln_scale, wq, wk, wv, wo, ve, cos, sin, xsa)
+            a = self._attention(blk, rms_norm(x_in) * blk.ln_scale, wq, wk, wv, wo, ve, *tables[i], xsa)
             x = x_in + blk.attn_scale.to(x.dtype)[None, None, :] * a
             x = x + blk.mlp_scale.to(x.dtype)[None, None, :] * self._mlp(rms_norm(x) * blk.ln_scale, wup, wdown, i)
             if i < n_enc:
@@ -337,7 +345,9 @@ class GPT(nn.Module):
         return F.linear(x, self.tok_emb.weight.to(x.dtype))
 
     def logits(self, ids: Tensor) -> Tensor:
-        z = self.raw_logits(ids).float()
+        """Softcapped logits in the head's dtype: bf16 under autocast, where the record softcaps too (an fp32
+        softcap gave the compiled backward other kernels than the record's)."""
+        z = self.raw_logits(ids)
         c = self.cfg.logit_softcap
         return c * torch.tanh(z / c)
 
@@ -346,4 +356,4 @@ class GPT(nn.Module):
             # training only: its forward writes the gradient too
             return ce_triton.cross_entropy(self.raw_logits(ids), targets, self.cfg.logit_softcap)
         z = self.logits(ids)
-        return F.cross_entropy(z.view(-1, z.size(-1)), targets.reshape(-1))
+        return F.cross_entropy(z.view(-1, z.size(-1)).float(), targets.reshape(-1))

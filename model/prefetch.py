@@ -11,8 +11,10 @@ the device staging buffers, which no caller sees, are reused.
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,14 +26,27 @@ from .data import TOKEN_DTYPE, DistributedLoader, split_span
 
 LoaderKind = Literal["prefetch", "record"]
 _POLL_S = 0.05  # how often a blocked producer checks whether it was asked to stop
+# Loaders whose thread runs, stopped at interpreter exit: a daemon thread still inside a torch op when the
+# interpreter finalizes is ended by pthread_exit as it takes the GIL back, which aborts the process
+# ("terminate called without an active exception") instead of letting it exit.
+_RUNNING: weakref.WeakSet[PrefetchLoader] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_running() -> None:
+    for loader in list(_RUNNING):
+        loader.close()
 
 
 @dataclass
 class _Batch:
-    """One step's widened spans (grad_accum, micro_tokens + 1), the event that says they are ready on the
-    device (None on the CPU), and the stream position after them (what ``state_dict`` reports once handed out)."""
+    """One step's widened spans (grad_accum, micro_tokens + 1), already cut into their (x, y) views (on the
+    producer's thread: the consumer's data phase is then a queue get and an event wait), the event that says they
+    are ready on the device (None on the CPU), and the stream position after them (what ``state_dict`` reports
+    once handed out)."""
 
     spans: torch.Tensor
+    pairs: list[tuple[torch.Tensor, torch.Tensor]]
     ready: torch.cuda.Event | None
     state_after: dict[str, int]
 
@@ -86,8 +101,7 @@ class PrefetchLoader:
             current.wait_event(item.ready)
             item.spans.record_stream(current)  # allocated on the side stream, used on this one
         self._state = item.state_after
-        s = self.source
-        return [split_span(span, s.micro_batch_seqs, s.seq_len) for span in item.spans]
+        return item.pairs
 
     def state_dict(self) -> dict[str, Any]:
         """The position after the last batch handed out, whatever the thread has prepared beyond it."""
@@ -120,9 +134,11 @@ class PrefetchLoader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="golfprof-prefetch", daemon=True)
         self._thread.start()
+        _RUNNING.add(self)
 
     def _join(self) -> None:
         thread, self._thread = self._thread, None
+        _RUNNING.discard(self)
         while thread is not None and thread.is_alive():
             self._drain()  # a producer blocked on a full queue sees the stop flag within _POLL_S
             thread.join(timeout=_POLL_S)
@@ -159,7 +175,7 @@ class PrefetchLoader:
         self.source.next_spans(out=host.numpy())
         state = self.source.state_dict()["stream"]
         if not self._cuda:
-            return _Batch(host.to(self.dtype, copy=True), None, state)  # the caller gets its own tensor
+            return self._batch(host.to(self.dtype, copy=True), None, state)  # the caller gets its own tensor
         staging = self._staging[slot]
         staging.copy_(host, non_blocking=True)
         copied = torch.cuda.Event()
@@ -168,7 +184,11 @@ class PrefetchLoader:
         spans = staging.to(self.dtype, copy=True)
         ready = torch.cuda.Event()
         ready.record(self._side)
-        return _Batch(spans, ready, state)
+        return self._batch(spans, ready, state)
+
+    def _batch(self, spans: torch.Tensor, ready: torch.cuda.Event | None, state: dict[str, int]) -> _Batch:
+        s = self.source
+        return _Batch(spans, [split_span(span, s.micro_batch_seqs, s.seq_len) for span in spans], ready, state)
 
     def _put(self, item: _Batch | _Failure) -> None:
         while not self._stop.is_set():

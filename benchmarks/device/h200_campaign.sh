@@ -13,7 +13,8 @@
 #   matrix           the two rounds compared: ratio_to_record_script per variant, ms saved against explicit_banks
 #                    with its significance, data phase, window check, GPU state; `golfprof diff` of the record's
 #                    script and explicit_banks (kernel families) -> $OUT/matrix.json, diff.txt; and of explicit_banks
-#                    and each other variant -> $OUT/diff_<variant>.txt
+#                    and each other variant -> $OUT/diff_<variant>.txt; each run's profiled data phase (CPU ms and
+#                    the GPU idle it ended, from golfprof analyze) in matrix.json
 #   curves           tiny preset, 200 steps eager (one seed, one data order): the default and each fused or FP8
 #                    toggle's loss curve -> $OUT/curves.json
 #   predict          world 8, rank 7 played, --record-faithful --record-shapes --target-gpu h100: explicit_banks,
@@ -84,6 +85,12 @@ if want matrix && [ -f "$CAMP/round1.done" ]; then
     C=$(ls -d "$CAMP"/w1/r2/*-"$v" "$CAMP"/w1/r1/*-"$v" 2>/dev/null | head -1)
     [ -n "$C" ] && timeout 90 $GP diff "$B" "$C" --kernel-names full --top 15 > "$OUT/diff_$v.txt" 2>&1
   done
+  mkdir -p "$CAMP/analyze"  # each run's phase table: the data phase's GPU idle, its cost on the critical path
+  for d in "$CAMP"/w1/r*/*-*/; do
+    f="$CAMP/analyze/$(basename "$(dirname "$d")")-$(basename "$d").json"
+    [ -s "$f" ] || timeout 150 $GP analyze "$d" --json > "$f" 2> /dev/null &
+  done
+  wait
   timeout 120 python3 - "$CAMP" "$OUT" $VARIANTS <<'PY' 2>&1 | tee "$CAMP/logs/matrix.log"
 import json, sys
 from pathlib import Path
@@ -102,7 +109,15 @@ for name, dirs in groups.items():
             "phase_ms": s.get("phase_ms"), "window_check": s.get("window_check"), "gpu_state": s.get("gpu_state"),
             "attention_used": s.get("attention_used"), "kernels_used": s.get("kernels_used"),
             "final_loss": s.get("final_loss"), "compiler_env": env.get("compiler_env")}
-        print(name, d.parent.name, s.get("ms_per_step"), "data", runs[f"{d.parent.name}/{d.name}"]["data_ms"])
+        a = camp / "analyze" / f"{d.parent.name}-{d.name}.json"
+        try:  # the profiled window's data phase: CPU ms and the GPU idle its launches ended, per step
+            data = json.loads(a.read_text())["ranks"][0]["phases"]["golfprof/step/data"]
+            runs[f"{d.parent.name}/{d.name}"]["data_phase_window"] = {
+                k: data.get(k) for k in ("cpu_ms", "gpu_idle_ms", "gpu_busy_ms", "copies", "calls")}
+        except (OSError, ValueError, KeyError, IndexError):
+            pass
+        print(name, d.parent.name, s.get("ms_per_step"), "data", runs[f"{d.parent.name}/{d.name}"]["data_ms"],
+              runs[f"{d.parent.name}/{d.name}"].get("data_phase_window"))
 samples = {n: [load_run(d) for d in ds] for n, ds in groups.items() if ds}
 vs_script = compare_groups(samples, "script", ["ms_per_step"]) if "script" in samples else []
 vs_default = compare_groups({n: r for n, r in samples.items() if n != "script"}, "explicit_banks",
