@@ -85,6 +85,8 @@ def print_prediction(s: dict[str, Any]) -> None:
     console.print(_metric_table(title, [(k, v if isinstance(v, str) else fmt(v)) for k, v in rows]))
     if (p.get("anchor") or {}).get("warning"):
         print(f"warning: {p['anchor']['warning']}", file=sys.stderr)
+    elif (p.get("anchor") or {}).get("note"):
+        print(f"note: {p['anchor']['note']}", file=sys.stderr)
     console.print(f"run directory: {s['run_dir']} (prediction: simulated/predicted.json, simulated/trace/)",
                   highlight=False)
 

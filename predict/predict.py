@@ -19,7 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -31,7 +31,7 @@ from golfprof.profiler.names import DEFAULT_PHASE_REGEX, MUON
 from golfprof.profiler.record import RunRecord, Simulated
 from golfprof.profiler.rundir import RunDir, write_json
 
-from . import anchor, attribution, breakdown, costmodel, devices, intervals, replay, rescale, shapes, target
+from . import anchor, attribution, breakdown, costmodel, deflate, devices, intervals, replay, rescale, shapes, target
 
 GPU_SOURCE = "kineto trace (profiled steps), on the rank's median unprofiled step"
 CPU_SOURCE = "recorder timeline (timed steps)"
@@ -50,6 +50,9 @@ class Inputs:
     model: costmodel.CommModel
     colls: dict[int, pd.DataFrame]  # simulated rank -> its recorded collectives
     events: dict[int, pd.DataFrame]  # simulated rank -> its phase enter/exit marks
+    step_ms: dict[int, pd.Series] = field(default_factory=dict)  # simulated rank -> its step timers by step
+    phase_ms: dict[int, pd.DataFrame] = field(default_factory=dict)  # simulated rank -> its phase timers
+    deflation: dict[str, Any] | None = None  # what predict/deflate.py took out of the first rank's profiled steps
 
     @property
     def ranks(self) -> list[int]:
@@ -91,23 +94,31 @@ def read_inputs(run_dir: Path, comm_model: str | Path | None, nodes: int | None)
     colls = {r: pd.read_parquet(rd.collectives(r)) for r in ranks}
     events = {r: pd.read_parquet(rd.phase_events(r)) for r in ranks if rd.phase_events(r).is_file()}
     model = costmodel.load(comm_model or costmodel.default_for_device(record.device))
-    return Inputs(rd, record, record.simulated, int(nodes or record.simulated.nodes or 1), model, colls, events)
+    step_ms = {r: pd.read_parquet(rd.steps(r)).set_index("step").ms for r in ranks if rd.steps(r).is_file()}
+    phase_ms = {r: pd.read_parquet(rd.phases(r)) for r in ranks if rd.phases(r).is_file()}
+    return Inputs(rd, record, record.simulated, int(nodes or record.simulated.nodes or 1), model, colls, events,
+                  step_ms, phase_ms)
 
 
-def _median_timed_ms(rd: RunDir, rank: int) -> float | None:
-    if not rd.steps(rank).is_file():
-        return None
-    ms = pd.read_parquet(rd.steps(rank)).set_index("step").ms
-    timed = [s for s in rd.timed_steps() if s in ms.index]
-    return float(ms.loc[timed].median()) if timed else None
+def _unprofiled(inp: Inputs, rank: int, replayed: list[int]) -> list[int]:
+    """The timed steps a rank's prediction stands on: those it timed less any it replayed, or, where it replayed
+    every step it timed (a CPU run; a window reaching the run's end), all it timed."""
+    ms = inp.step_ms.get(rank)
+    timed = [] if ms is None else [s for s in inp.rd.timed_steps() if s in ms.index]
+    return [s for s in timed if s not in replayed] or timed
+
+
+def _median_timed_ms(inp: Inputs, rank: int, replayed: list[int]) -> float | None:
+    steps = _unprofiled(inp, rank, replayed)
+    return float(inp.step_ms[rank].loc[steps].median()) if steps else None
 
 
 def anchor_of(inp: Inputs, replayed: list[int]) -> dict[str, Any] | None:
     """The first simulated rank's replayed steps against the unprofiled ones it stands on (predict/anchor.py)."""
     r = inp.ranks[0]
-    if not inp.rd.steps(r).is_file():
+    if r not in inp.step_ms:
         return None
-    return anchor.check(pd.read_parquet(inp.rd.steps(r)).set_index("step").ms, inp.rd.timed_steps(), replayed)
+    return anchor.check(inp.step_ms[r], _unprofiled(inp, r, replayed), replayed, inp.deflation)
 
 
 def _durations(model: costmodel.CommModel, colls: pd.DataFrame, world: int, nodes: int) -> pd.DataFrame:
@@ -134,17 +145,40 @@ def _gpu_inputs(inp: Inputs) -> dict[int, list] | None:
 
 
 def gpu_work(inp: Inputs, gpu: dict[int, list]) -> dict[int, list[Work]]:
-    """Each profiled step of each rank's trace, standing on the rank's median unprofiled step (the profiler slows
-    the steps it records; the delays are the trace's)."""
+    """Each profiled step of each rank's trace, with the profiler's CPU time taken out phase by phase
+    (predict/deflate.py), standing on the rank's median unprofiled step (the profiler slows the steps it records;
+    the delays are the trace's)."""
     work: dict[int, list[Work]] = {}
     for r in inp.ranks:
-        unprofiled = _median_timed_ms(inp.rd, r)
+        replayed = [t.step for t in gpu[r]]
+        unprofiled = _median_timed_ms(inp, r, replayed)
+        timers = deflate.timer_medians(inp.phase_ms[r], _unprofiled(inp, r, replayed)) if r in inp.phase_ms else {}
+        fitted = []
         for t in gpu[r]:
             c = inp.colls[r].set_index("seq").loc[t.seqs].reset_index() if t.seqs else inp.colls[r].iloc[0:0]
+            fit = deflate.fits(t.ranges, timers)
+            role, ranges = deflate.deflate(t.role, t.ranges, fit)
+            fitted.append((fit, t.role.end - t.role.begin, role.end - role.begin))
             if unprofiled is not None:
-                t.role.reported = unprofiled * 1e3
-            work.setdefault(t.step, []).append(Work(r, t.role, c, t.ranges, t.names, tuple(t.corrs)))
+                role.reported = unprofiled * 1e3
+            work.setdefault(t.step, []).append(Work(r, role, c, ranges, t.names, tuple(t.corrs)))
+        if r == inp.ranks[0]:
+            inp.deflation = deflation_doc(fitted)
     return work
+
+
+def deflation_doc(fitted: list[tuple[dict[str, deflate.PhaseFit], float, float]]) -> dict[str, Any] | None:
+    """Per top-level phase, medians over the replayed steps of its traced and timed ms and the factor applied;
+    the traced steps' length before and after (ms)."""
+    if not fitted:
+        return None
+    names = list(dict.fromkeys(n for fit, _, _ in fitted for n in fit))
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    phases = {n: {k: med([getattr(fit[n], k) for fit, _, _ in fitted if n in fit])
+                  for k in ("trace_ms", "timer_ms", "factor")} for n in names}
+    return {"phases": phases, "traced_ms": med([a for _, a, _ in fitted]) / 1e3,
+            "deflated_ms": med([b for _, _, b in fitted]) / 1e3,
+            "shrunk": [n for n, v in phases.items() if v["factor"] < 1.0]}
 
 
 def cpu_work(inp: Inputs) -> dict[int, list[Work]]:
@@ -157,10 +191,7 @@ def cpu_work(inp: Inputs) -> dict[int, list[Work]]:
         for s, role in replay.cpu_role_steps(inp.colls[r], inp.events[r], timed).items():
             ranges = [(p.phase, p.ts, p.end) for p in iv[iv.step == s].itertuples()]
             work.setdefault(s, []).append(Work(r, role, replay.one_step_collectives(inp.colls[r], s), ranges, []))
-    for r in inp.ranks:
-        if not inp.rd.steps(r).is_file():
-            continue
-        ms = pd.read_parquet(inp.rd.steps(r)).set_index("step").ms
+    for r, ms in inp.step_ms.items():
         for s, rows in work.items():
             for row in rows:
                 if row.rank == r and s in ms.index:
@@ -257,14 +288,10 @@ def document(inp: Inputs, fig: dict[str, Any], summaries: list[Any], steps: list
     }}
 
 
-def step_samples(inp: Inputs) -> list[np.ndarray]:
-    """Each simulated rank's timed step times (ms), where its timers wrote them."""
-    out = []
-    for r in inp.ranks:
-        if inp.rd.steps(r).is_file():
-            ms = pd.read_parquet(inp.rd.steps(r)).set_index("step").ms
-            out.append(ms.loc[[s for s in inp.rd.timed_steps() if s in ms.index]].to_numpy(float))
-    return out
+def step_samples(inp: Inputs, replayed: list[int]) -> list[np.ndarray]:
+    """Each simulated rank's unprofiled step times (ms), where its timers wrote them: the steps the prediction
+    stands on."""
+    return [ms.loc[_unprofiled(inp, r, replayed)].to_numpy(float) for r, ms in sorted(inp.step_ms.items())]
 
 
 def _median(xs: list[float]) -> float:
@@ -392,10 +419,11 @@ def predict(run_dir: Path, comm_model: str | Path | None = None, nodes: int | No
         raise ConfigError(f"--target-gpu rescales a GPU rank's kernels: {run_dir} has no GPU trace to replay "
                           f"(device {inp.record.device})")
     work = gpu_work(inp, gpu) if gpu is not None else cpu_work(inp)
-    offsets = intervals.spread(step_samples(inp))
+    offsets = intervals.spread(step_samples(inp, sorted(work)))
     sd = sides(inp, work, *tgt_known, comm_model) if tgt_known is not None else None
     replays, fig = side_figures(inp, work, sd.sided(sd.src_side) if sd else Sided(inp.model, None, None), offsets)
     fig["anchor"] = anchor_of(inp, [rp.step for rp in replays])
+    fig["deflation"] = inp.deflation
     tgt_doc = None
     if sd is not None:
         inp.model = sd.src_side.model

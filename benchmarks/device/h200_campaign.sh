@@ -18,7 +18,8 @@
 #   curves           tiny preset, 200 steps eager (one seed, one data order): the default and each fused or FP8
 #                    toggle's loss curve -> $OUT/curves.json
 #   predict          world 8, rank 7 played, --record-faithful --record-shapes --target-gpu h100: explicit_banks,
-#                    ddp_banks, explicit_unbanked, the record's script, explicit_banks again (A/A)
+#                    ddp_banks, explicit_unbanked, the record's script, explicit_banks again (A/A); a name
+#                    NAME@noshapes in PREDICT_RUNS runs NAME without --record-shapes
 #                    -> $OUT/predict.json (each run's source and target predictions, both rescale rules)
 # $OUT also gets runs.tar.gz (every run directory of $CAMP, traces left out) and summary.txt.
 # Local dry run (CPU; a foreign test script stands in for the record's):
@@ -176,10 +177,11 @@ fi
 if want predict; then
   i=0
   for name in $PREDICT_RUNS; do
-    i=$((i + 1)); dir="$CAMP/w8/$i-$name"
+    i=$((i + 1)); dir="$CAMP/w8/$i-${name/@/-}"
     [ -d "$dir" ] && ls "$dir"/*/simulated/predicted.json > /dev/null 2>&1 && continue
     [ "$(left)" -gt 90 ] || { log "no time left for world-8 $name"; break; }
-    common=(--simulate-world 8 --simulate-rank 7 --steps 12 --record-shapes "${TG[@]}" --runs-dir "$dir")
+    shapes=(--record-shapes); [ "${name#*@}" = noshapes ] && shapes=(); name=${name%@*}  # NAME@noshapes: without
+    common=(--simulate-world 8 --simulate-rank 7 --steps 12 "${shapes[@]}" "${TG[@]}" --runs-dir "$dir")
     if [ "$name" = script ]; then
       TORCHINDUCTOR_CACHE_DIR=$CAMP/ic_script timeout 240 $GP profile "${common[@]}" --name script "${SHIM[@]}" \
         "${GPENV[@]}" "$SCRIPT" > "$CAMP/logs/w8-$i-$name.log" 2>&1
@@ -206,7 +208,10 @@ for f in sorted((camp / "w8").glob("*/*/simulated/predicted.json")):
                  "breakdown": p.get("breakdown"), "target_gpu": t.get("gpu"), "predicted_ms": t.get("ms_per_step"),
                  "interval_ms": t.get("interval_ms"), "rule": t.get("rule"), "alternative": t.get("alternative"),
                  "target_breakdown": t.get("breakdown"), "kernels_first_step": t.get("kernels_first_step"),
-                 "target_interference": t.get("interference"), "by_phase": t.get("by_phase")})
+                 "target_interference": t.get("interference"), "by_phase": t.get("by_phase"),
+                 "record_shapes": (json.loads((run / "config.json").read_text()).get("launch") or {})
+                 .get("record_shapes"),
+                 "anchor": p.get("anchor"), "deflation": p.get("deflation")})
     print(rows[-1]["run"], "source", p.get("ms_per_step"), "target", t.get("ms_per_step"), t.get("interval_ms"),
           "roofline", (t.get("alternative") or {}).get("ms_per_step"))
     for r in t.get("by_phase") or []:

@@ -27,9 +27,11 @@ def shaped(b: TraceBuilder, op: str, dims: list, kernel: str, launch: float, sta
 
 def write_run(root: Path, kernels: list[tuple[str, str | None, float, float, float]], colls: list[dict[str, Any]],
               device: str = "NVIDIA H200", end: float = 310.0, step_ms: list[float] | None = None,
-              measured_us: float = 150.0, table_extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
-    """kernels: (name, op or None, launch, start, dur); colls: (seq, op, bytes, issue, wait or None, source).
-    Returns the run directory and its comm table (every collective measured at ``measured_us``)."""
+              measured_us: float = 150.0, table_extra: dict[str, Any] | None = None,
+              phase_ms: dict[str, list[float]] | None = None) -> tuple[Path, Path]:
+    """kernels: (name, op or None, launch, start, dur); colls: (seq, op, bytes, issue, wait or None, source);
+    phase_ms: the phase timers, per phase one ms per step. Returns the run directory and its comm table (every
+    collective measured at ``measured_us``)."""
     b = TraceBuilder(rank=0, world_size=8)
     b.step(3, 0, end)
     b.cpu("golfprof/step", 1, end - 10)
@@ -59,6 +61,9 @@ def write_run(root: Path, kernels: list[tuple[str, str | None, float, float, flo
                   pd.DataFrame({"ns": [0], "entering": [True], "phase": ["golfprof/step"]}))
     if step_ms is not None:
         write_parquet(rd.steps(0), pd.DataFrame({"step": list(range(len(step_ms))), "ms": step_ms}))
+    if phase_ms is not None:
+        write_parquet(rd.phases(0), pd.DataFrame([{"step": i, "rank": 0, "phase": p, "ms": ms}
+                                                  for p, per in phase_ms.items() for i, ms in enumerate(per)]))
     table = root.parent / f"{root.name}-table.json"
     measured = {op: {"8": [[1 << 20, measured_us]]} for op in ("all_gather", "all_reduce", "reduce_scatter")}
     table.write_text(json.dumps({"format": "golfprof-comm-table/1", "measured": measured} | (table_extra or {})))
