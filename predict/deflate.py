@@ -7,12 +7,18 @@ a slower target GPU is absorbed by them where the real step would pay for it. Me
 of 8: a ddp_banks run whose profiled steps ran 27.7% slower than its unprofiled ones by their timers predicted the
 same step for 8xH100 as for 8xH200 (80.75 ms both).
 
-So each profiled step's CPU clock is warped, phase by phase: every top-level phase's ranges shrink to the length
-its own timers give in the unprofiled steps (a phase is never stretched), the time between phases is kept, and
-every CPU instant (kernel launches, collective calls and waits, phase marks) moves with the warp. A kernel's
-measured start, the earliest the replay lets it begin, moves as much earlier as its launch did: a launch-bound
-kernel is then bound by its warped launch, a kernel queued behind its stream by the stream. The deflated step,
-replayed as measured (collectives of no cost), is the measured step the prediction's delta is taken against.
+So each profiled step's CPU clock is warped, phase by phase: every top-level phase's ranges shrink to the span its
+own timers give in the unprofiled steps (a phase is never stretched), the time between phases is kept, and every
+CPU instant (kernel launches, collective calls and waits, phase marks) moves with the warp. A kernel's measured
+start, the earliest the replay lets it begin, moves as much earlier as its launch did: a launch-bound kernel is
+then bound by its warped launch, a kernel queued behind its stream by the stream. The deflated step, replayed as
+measured (collectives of no cost), is the measured step the prediction's delta is taken against.
+
+On a GPU the timers are CUDA events on the compute stream (profiler/phases.py): a phase's span from the moment
+the GPU reached its first mark to its last. Where the CPU starved the phase in the unprofiled steps the span holds
+that starvation, so launches fitted into it are no faster than the real ones were; where the CPU ran ahead, the
+launches only had to precede the kernels, which their stream holds back anyway. The warp therefore removes the
+gaps the profiler added without removing gaps the unprofiled steps had.
 """
 
 from __future__ import annotations
