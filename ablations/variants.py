@@ -12,6 +12,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                        "bf16 casts, compiled", {}),
     "ddp_banks": ("DDP over the whole model incl. banks; every rank runs Muon on every bank",
                   {"comm": "ddp"}),
+    "ddp_whole_graph": ("DDP over the banks with one compiled graph (dynamo's DDPOptimizer off): every "
+                        "all-reduce after backward", {"comm": "ddp", "ddp_graph": "whole"}),
     "explicit_unbanked": ("66 separate matrices; the explicit schedule stacks them per bank "
                           "(the records' 'non-surgery' batching)", {"layout": "unbanked"}),
     "ddp_unbanked": ("66 separate matrices under DDP; Muon orthogonalizes one matrix at a time",
@@ -84,7 +86,7 @@ def record_faithful(variant: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 # Toggles that only change what ranks exchange: with one process there is nothing to exchange.
-COMM_TOGGLES = ("comm", "rs_order", "replicated", "clip_scope")
+COMM_TOGGLES = ("comm", "ddp_graph", "rs_order", "replicated", "clip_scope")
 
 
 def same_code_with_one_process(toggles: dict[str, Toggles],

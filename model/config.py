@@ -192,6 +192,11 @@ class Toggles:
     layout: Literal["banked", "unbanked"] = option("banked", "Weight layout: {choices}.")
     comm: Literal["explicit", "ddp", "packed", "vectorized"] = option(
         "explicit", "Distributed schedule: {choices}.")
+    # torch.compile under DDP: dynamo's DDPOptimizer splits the compiled graph at DDP's buckets (torch's default)
+    ddp_graph: Literal["split", "whole"] = option(
+        "split", "Compiled graph under --comm ddp: {choices} (split: dynamo's DDPOptimizer, torch's default, compiles "
+        "one graph per DDP bucket so that a bucket's all-reduce can start during backward; whole: one graph, every "
+        "all-reduce after backward).")
     ortho: Literal["ns5", "polar_express"] = option("ns5", "Orthogonalizer: {choices}.")
     ortho_kernel: Literal["torch", "triton"] = option(  # triton: model/ortho_triton.py
         "torch", "Orthogonalizer kernels: {choices} (triton falls back to torch without a GPU).")

@@ -94,6 +94,13 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
 
+    def _ddp_graph(self) -> contextlib.AbstractContextManager:
+        """Dynamo's DDPOptimizer on or off for the forward: it engages wherever a frame is compiled inside a DDP
+        forward (the compiled model here runs inside DDP), so the setting must hold where compiles happen."""
+        if self.ddp is None:
+            return contextlib.nullcontext()
+        return torch._dynamo.config.patch(optimize_ddp=self.run.toggles.ddp_graph == "split")
+
     def step(self, step: int, loader) -> Tensor:
         """One optimizer step; returns the mean micro-batch loss as a device tensor (no sync)."""
         mark = self.mark
@@ -106,7 +113,7 @@ class Trainer:
                 sync_now = m == len(batches) - 1
                 ctx = self.ddp.no_sync() if self.ddp is not None and not sync_now else contextlib.nullcontext()
                 with ctx:
-                    with mark(phases.FORWARD), self._autocast():
+                    with mark(phases.FORWARD), self._autocast(), self._ddp_graph():
                         loss = self.forward_module(x, y)
                     with mark(phases.BACKWARD):
                         (loss / len(batches)).backward()

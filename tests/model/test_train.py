@@ -24,3 +24,42 @@ def test_loss_falls_on_tiny_over_50_steps(tmp_path):
     assert after["val_loss"] < floor_nats + 0.5 * (before - floor_nats)
     assert sum(losses[-5:]) / 5 < losses[0] - 1.5
     assert math.isclose(after["val_bits_per_token"], after["val_loss"] / math.log(2))
+
+
+def test_the_ddp_graph_toggle_holds_where_the_forward_compiles(tmp_path, monkeypatch):
+    """Dynamo's DDPOptimizer engages wherever a frame compiles inside a DDP forward: the toggle's setting must
+    hold there (a compile happens at the first forward, a recompile at any later one)."""
+    import pytest
+
+    from golfprof.ablations.simulate import fake_world
+    from golfprof.errors import ConfigError
+    from golfprof.model.gpt import GPT
+    from golfprof.model.train import DistInfo
+    from golfprof.profiler.collectives import Recorder, register_ddp_hook
+
+    paths = write_synthetic_dataset(tmp_path, TINY_MODEL.vocab_size, 4 * TINY_TRAIN.tokens_per_step + 1,
+                                    TINY_TRAIN.val_tokens, seed=0)
+    seen: list[object] = []
+    forward = GPT.forward
+
+    def spy(self, ids, targets):
+        seen.append(torch._dynamo.config.optimize_ddp)
+        return forward(self, ids, targets)
+
+    monkeypatch.setattr(GPT, "forward", spy)
+    for graph, expected in (("split", True), ("whole", False)):
+        seen.clear()
+        run = RunConfig("tiny", TINY_MODEL, TINY_TRAIN, Toggles(comm="ddp", ddp_graph=graph, bf16=(), compile="off"),
+                        "ddp_banks")
+        with fake_world(2, 0):
+            rec = Recorder()
+            with rec.installed():
+                trainer = Trainer(run, torch.device("cpu"), DistInfo(2, 0, 0, "gloo"))
+                register_ddp_hook(trainer.ddp, rec)
+                loader = DistributedLoader(paths["train"], TINY_TRAIN.seq_len, TINY_TRAIN.micro_batch_seqs,
+                                           trainer.grad_accum, 2, 0)
+                trainer.step(0, loader)
+        assert seen and all(s is expected for s in seen), (graph, seen)
+    assert torch._dynamo.config.optimize_ddp is True  # left as torch's default outside the forward
+    with pytest.raises(ConfigError, match="ddp_graph 'halved' is not one of: split, whole"):
+        Toggles(ddp_graph="halved").validate()
