@@ -25,11 +25,13 @@ from golfprof.model.config import ModelConfig
 from golfprof.model.gpt import GPT
 
 RECORD = Path(__file__).resolve().parents[2] / "benchmarks/device/record_scripts/banking/train_gpt.py"
-# Small dims, the record's structure: 11 layers, partial RoPE, XSA on the last 4, value embeddings on 9 and 10
-# (ve_dim differs from the kv width, so both sides project), T past the 1024 tokens the record builds RoPE for.
-V, L, D, H, KV, T, ROPE = 128, 11, 64, 4, 2, 1088, 8
+# Small dims, the record's structure: encoder and decoder layers with skips, partial RoPE, XSA on the last 2,
+# value embeddings on the last two layers (ve_dim differs from the kv width, so both sides project), T past the
+# 1024 tokens the record builds RoPE for (its tables are then fp32).
+V, L, D, H, KV, T, ROPE, XSA = 128, 5, 64, 4, 2, 1088, 8, 2
 CFG = ModelConfig(vocab_size=V, num_layers=L, model_dim=D, num_heads=H, num_kv_heads=KV, rope_dims=ROPE,
-                  bigram_buckets=256, bigram_dim=32, ve_dim=16, ve_layers=(9, 10), rope_train_seq_len=1024)
+                  xsa_last_n=XSA, bigram_buckets=256, bigram_dim=32, ve_dim=16, ve_layers=(L - 2, L - 1),
+                  rope_train_seq_len=1024)
 
 
 def capture(model: torch.nn.Module, prepare: Any) -> dict[str, torch.fx.GraphModule]:
@@ -129,8 +131,8 @@ def test_the_record_compiles_the_same_operations(replica: dict[str, torch.fx.Gra
     torch.manual_seed(0)
     m = R.GPT(vocab_size=V, num_layers=L, model_dim=D, num_heads=H, num_kv_heads=KV, mlp_mult=3, tie_embeddings=True,
               tied_embed_init_std=0.005, logit_softcap=30.0, rope_base=10000.0, qk_gain_init=1.5,
-              bigram_vocab_size=256, bigram_dim=32, xsa_last_n=4, rope_dims=ROPE, ln_scale=True, ve_enabled=True,
-              ve_dim=16, ve_layers="9,10").bfloat16()
+              bigram_vocab_size=256, bigram_dim=32, xsa_last_n=XSA, rope_dims=ROPE, ln_scale=True, ve_enabled=True,
+              ve_dim=16, ve_layers=f"{L - 2},{L - 1}").bfloat16()
     for bank in ("qo_bank", "kv_bank", "mlp_up_bank", "mlp_down_bank"):  # the record's main(): banks in fp32
         getattr(m, bank).data = getattr(m, bank).data.float()
     for module in m.modules():  # and its CastedLinear weights (the bigram and value-embedding projections)
