@@ -109,7 +109,9 @@ def deflate(role: replay.RoleStep, ranges: list[tuple[str, float, float]],
     tl = replay.replay_step([moved], np.zeros(len(role.issue))).roles[0]
     pred_last = max([role.begin, *tl.end])
     end_w, last_w = (float(v) for v in w(np.array([role.end, last])))
-    # a step ending in its sync ends its (warped) tail after the last kernel; one the CPU ends, where the CPU does
+    # the step ends at the warped CPU end or its warped tail after the last kernel: for a step that ends in its sync
+    # the tail is the sync's own; for one whose CPU ran on after its last kernel it errs long, by at most the part
+    # of that kernel's duration the warp shrank as if it were CPU time
     end = max(end_w, pred_last + (end_w - last_w))
     out = replace(moved, start=tl.start, end=end, last=None)
     return out, [(n, float(w(np.array([a]))[0]), float(w(np.array([b]))[0])) for n, a, b in ranges]
