@@ -115,3 +115,18 @@ def deflate(role: replay.RoleStep, ranges: list[tuple[str, float, float]],
     end = max(end_w, pred_last + (end_w - last_w))
     out = replace(moved, start=tl.start, end=end, last=None)
     return out, [(n, float(w(np.array([a]))[0]), float(w(np.array([b]))[0])) for n, a, b in ranges]
+
+
+def summary(fitted: list[tuple[dict[str, PhaseFit], float, float]]) -> dict | None:
+    """``prediction.deflation``: per top-level phase, medians over the replayed steps of its traced and timed ms
+    and the factor applied; the traced steps' length before and after (ms). ``fitted``: per step, its fits and
+    its length in µs as traced and as deflated."""
+    if not fitted:
+        return None
+    names = list(dict.fromkeys(n for fit, _, _ in fitted for n in fit))
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    phases = {n: {k: med([getattr(fit[n], k) for fit, _, _ in fitted if n in fit])
+                  for k in ("trace_ms", "timer_ms", "factor")} for n in names}
+    return {"phases": phases, "traced_ms": med([a for _, a, _ in fitted]) / 1e3,
+            "deflated_ms": med([b for _, _, b in fitted]) / 1e3,
+            "shrunk": [n for n, v in phases.items() if v["factor"] < 1.0]}

@@ -163,22 +163,8 @@ def gpu_work(inp: Inputs, gpu: dict[int, list]) -> dict[int, list[Work]]:
                 role.reported = unprofiled * 1e3
             work.setdefault(t.step, []).append(Work(r, role, c, ranges, t.names, tuple(t.corrs)))
         if r == inp.ranks[0]:
-            inp.deflation = deflation_doc(fitted)
+            inp.deflation = deflate.summary(fitted)
     return work
-
-
-def deflation_doc(fitted: list[tuple[dict[str, deflate.PhaseFit], float, float]]) -> dict[str, Any] | None:
-    """Per top-level phase, medians over the replayed steps of its traced and timed ms and the factor applied;
-    the traced steps' length before and after (ms)."""
-    if not fitted:
-        return None
-    names = list(dict.fromkeys(n for fit, _, _ in fitted for n in fit))
-    med = lambda xs: float(np.median(xs))  # noqa: E731
-    phases = {n: {k: med([getattr(fit[n], k) for fit, _, _ in fitted if n in fit])
-                  for k in ("trace_ms", "timer_ms", "factor")} for n in names}
-    return {"phases": phases, "traced_ms": med([a for _, a, _ in fitted]) / 1e3,
-            "deflated_ms": med([b for _, _, b in fitted]) / 1e3,
-            "shrunk": [n for n, v in phases.items() if v["factor"] < 1.0]}
 
 
 def cpu_work(inp: Inputs) -> dict[int, list[Work]]:
