@@ -114,7 +114,8 @@ def deflate(role: replay.RoleStep, ranges: list[tuple[str, float, float]],
     # of that kernel's duration the warp shrank as if it were CPU time
     end = max(end_w, pred_last + (end_w - last_w))
     out = replace(moved, start=tl.start, end=end, last=None)
-    return out, [(n, float(w(np.array([a]))[0]), float(w(np.array([b]))[0])) for n, a, b in ranges]
+    starts, ends = (w(np.array([r[k] for r in ranges], float)) for k in (1, 2))
+    return out, [(n, float(a), float(b)) for (n, _, _), a, b in zip(ranges, starts, ends)]
 
 
 def summary(fitted: list[tuple[dict[str, PhaseFit], float, float]]) -> dict | None:

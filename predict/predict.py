@@ -108,11 +108,6 @@ def _unprofiled(inp: Inputs, rank: int, replayed: list[int]) -> list[int]:
     return [s for s in timed if s not in replayed] or timed
 
 
-def _median_timed_ms(inp: Inputs, rank: int, replayed: list[int]) -> float | None:
-    steps = _unprofiled(inp, rank, replayed)
-    return float(inp.step_ms[rank].loc[steps].median()) if steps else None
-
-
 def anchor_of(inp: Inputs, replayed: list[int]) -> dict[str, Any] | None:
     """The first simulated rank's replayed steps against the unprofiled ones it stands on (predict/anchor.py)."""
     r = inp.ranks[0]
@@ -150,9 +145,9 @@ def gpu_work(inp: Inputs, gpu: dict[int, list]) -> dict[int, list[Work]]:
     the delays are the trace's)."""
     work: dict[int, list[Work]] = {}
     for r in inp.ranks:
-        replayed = [t.step for t in gpu[r]]
-        unprofiled = _median_timed_ms(inp, r, replayed)
-        timers = deflate.timer_medians(inp.phase_ms[r], _unprofiled(inp, r, replayed)) if r in inp.phase_ms else {}
+        steps = _unprofiled(inp, r, [t.step for t in gpu[r]])
+        unprofiled = float(inp.step_ms[r].loc[steps].median()) if steps else None
+        timers = deflate.timer_medians(inp.phase_ms[r], steps) if r in inp.phase_ms else {}
         fitted = []
         for t in gpu[r]:
             c = inp.colls[r].set_index("seq").loc[t.seqs].reset_index() if t.seqs else inp.colls[r].iloc[0:0]
