@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from golfprof.model.config import ModelConfig
 from golfprof.model.gpt import GPT
@@ -100,14 +99,12 @@ def test_rope_off_the_bf16_casts_rotates_in_fp32() -> None:
 
 
 def _record_module() -> types.ModuleType:
-    """The record's script as a module: FA3 replaced by SDPA (the shape it takes and returns), no tokenizer."""
-    def fa3(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True) -> torch.Tensor:
-        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           is_causal=causal, enable_gqa=q.size(2) != k.size(2))
-        return o.transpose(1, 2).contiguous()
+    """The record's script as a module, its FA3 import answered by golfprof's shim (model/fa3_shim.py, the one
+    `golfprof profile --attention-shim` installs for the script's GPU runs), no tokenizer."""
+    from golfprof.model import fa3_shim
 
     saved = {name: sys.modules.get(name) for name in ("flash_attn_interface", "sentencepiece")}
-    sys.modules["flash_attn_interface"] = types.SimpleNamespace(flash_attn_func=fa3)  # type: ignore[assignment]
+    sys.modules["flash_attn_interface"] = fa3_shim  # type: ignore[assignment]
     sys.modules["sentencepiece"] = types.ModuleType("sentencepiece")
     try:
         import importlib.util
@@ -127,7 +124,11 @@ def _record_module() -> types.ModuleType:
 
 @pytest.mark.skipif(not RECORD.is_file(), reason=f"the record's script is not at {RECORD} (fetched, not committed)")
 def test_the_record_compiles_the_same_operations(replica: dict[str, torch.fx.GraphModule]) -> None:
+    from golfprof.model import fa3_shim
+
     R = _record_module()
+    kind = fa3_shim.label().removeprefix(fa3_shim.LABEL_PREFIX)
+    fa3_shim.configure("flash")  # the kernel the replica's sdpa picks on the CPU: one attention kernel both sides
     torch.manual_seed(0)
     m = R.GPT(vocab_size=V, num_layers=L, model_dim=D, num_heads=H, num_kv_heads=KV, mlp_mult=3, tie_embeddings=True,
               tied_embed_init_std=0.005, logit_softcap=30.0, rope_base=10000.0, qk_gain_init=1.5,
@@ -144,7 +145,10 @@ def test_the_record_compiles_the_same_operations(replica: dict[str, torch.fx.Gra
         with torch.no_grad():  # the record's warm-up steps fill each layer's rotary cache
             model(ids, ids)
 
-    record = capture(m, warm)
+    try:
+        record = capture(m, warm)
+    finally:
+        fa3_shim.configure(kind)
     for part in ("fw", "bw"):
         a, b = ops(record[part]), ops(replica[part])
         a.pop("aten.view.default", None), b.pop("aten.view.default", None)  # reshapes only, no kernel
