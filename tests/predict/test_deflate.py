@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from golfprof.predict import deflate, replay
+from golfprof.predict.rescale import target_role
 
 STEP, OPT, FWD = "golfprof/step", "golfprof/step/optimizer", "golfprof/step/forward"
 
@@ -80,9 +81,8 @@ def test_a_slower_target_gpu_pays_for_kernels_the_inflated_gaps_had_absorbed():
     ranges = [(STEP, 0, 830), (OPT, 0, 1000)]
     out, _ = deflate.deflate(role, ranges, deflate.fits(ranges, {OPT: 0.1}))
 
-    def growth(r: replay.RoleStep) -> float:
-        slower = replay.RoleStep(**{**r.__dict__, "dur": r.dur * 2, "last": max(r.start + r.dur)})
-        return replay.replay_step([slower], np.zeros(0)).roles[0].delta
+    def growth(r: replay.RoleStep) -> float:  # every kernel twice as long, as --target-gpu rescales a role
+        return replay.replay_step([target_role(r, np.full(len(r.dur), 2.0))], np.zeros(0)).roles[0].delta
 
     assert growth(role) == pytest.approx(20)
     assert out.start.tolist() == pytest.approx([5, 25, 45, 65, 85])  # back to back once the CPU keeps up
