@@ -105,7 +105,7 @@ for name, dirs in groups.items():
     for d in dirs:
         s = json.loads((d / "summary.json").read_text())
         env = json.loads((d / "env.json").read_text()) if (d / "env.json").is_file() else {}
-        runs[f"{d.parent.name}/{d.name}"] = {
+        row = runs[f"{d.parent.name}/{d.name}"] = {
             "group": name, "ms_per_step": s.get("ms_per_step"), "data_ms": (s.get("phase_ms") or {}).get("golfprof/step/data"),
             "phase_ms": s.get("phase_ms"), "window_check": s.get("window_check"), "gpu_state": s.get("gpu_state"),
             "attention_used": s.get("attention_used"), "kernels_used": s.get("kernels_used"),
@@ -113,12 +113,10 @@ for name, dirs in groups.items():
         a = camp / "analyze" / f"{d.parent.name}-{d.name}.json"
         try:  # the profiled window's data phase: CPU ms and the GPU idle its launches ended, per step
             data = json.loads(a.read_text())["ranks"][0]["phases"]["golfprof/step/data"]
-            runs[f"{d.parent.name}/{d.name}"]["data_phase_window"] = {
-                k: data.get(k) for k in ("cpu_ms", "gpu_idle_ms", "gpu_busy_ms", "copies", "calls")}
+            row["data_phase_window"] = {k: data.get(k) for k in ("cpu_ms", "gpu_idle_ms", "gpu_busy_ms", "copies", "calls")}
         except (OSError, ValueError, KeyError, IndexError):
             pass
-        print(name, d.parent.name, s.get("ms_per_step"), "data", runs[f"{d.parent.name}/{d.name}"]["data_ms"],
-              runs[f"{d.parent.name}/{d.name}"].get("data_phase_window"))
+        print(name, d.parent.name, s.get("ms_per_step"), "data", row["data_ms"], row.get("data_phase_window"))
 samples = {n: [load_run(d) for d in ds] for n, ds in groups.items() if ds}
 vs_script = compare_groups(samples, "script", ["ms_per_step"]) if "script" in samples else []
 vs_default = compare_groups({n: r for n, r in samples.items() if n != "script"}, "explicit_banks",
