@@ -45,8 +45,10 @@ def _slice_rows(count: int, world: int, rank: int) -> int:
 def role_signature(run: RunConfig, world: int, rank: int) -> tuple:
     """What rank's work depends on beyond the world size: its shard of every sharded group."""
     comm = run.toggles.comm
-    if world == 1 or comm == "ddp":
+    if world == 1 or (comm == "ddp" and run.toggles.ddp_muon == "replicated"):
         return ()
+    if comm == "ddp":  # round robin: the kinds (q, k, v, o, up, down) of the matrices this rank orthogonalizes
+        return tuple(i % 6 for i in range(rank, 6 * run.model.num_layers, world))
     if comm == "packed":
         from types import SimpleNamespace
 

@@ -18,6 +18,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                           "(the records' 'non-surgery' batching)", {"layout": "unbanked"}),
     "ddp_unbanked": ("66 separate matrices under DDP; Muon orthogonalizes one matrix at a time",
                      {"layout": "unbanked", "comm": "ddp"}),
+    "ddp_round_robin": ("the DDP baseline #399 replaced (parameter-golf #315): 66 matrices under DDP, matrix i "
+                        "orthogonalized on rank i mod N, the updates summed by one flat bf16 all-reduce",
+                        {"layout": "unbanked", "comm": "ddp", "ddp_muon": "round_robin"}),
     "polar_express": ("Polar Express per-step coefficients instead of the NS5 quintic",
                       {"ortho": "polar_express"}),
     "triton_ortho": ("the orthogonalization through golfprof's Triton kernels (symmetric Gram products, "
@@ -86,7 +89,7 @@ def record_faithful(variant: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 # Toggles that only change what ranks exchange: with one process there is nothing to exchange.
-COMM_TOGGLES = ("comm", "ddp_graph", "rs_order", "replicated", "clip_scope")
+COMM_TOGGLES = ("comm", "ddp_graph", "ddp_muon", "rs_order", "replicated", "clip_scope")
 
 
 def same_code_with_one_process(toggles: dict[str, Toggles],

@@ -197,6 +197,11 @@ class Toggles:
         "split", "Compiled graph under --comm ddp: {choices} (split: dynamo's DDPOptimizer, torch's default, compiles "
         "one graph per DDP bucket so that a bucket's all-reduce can start during backward; whole: one graph, every "
         "all-reduce after backward).")
+    # parameter-golf #315, the DDP trainer #399 replaced, split Muon's work over the ranks this way
+    ddp_muon: Literal["replicated", "round_robin"] = option(
+        "replicated", "Muon under --comm ddp: {choices} (replicated: every rank orthogonalizes every matrix; "
+        "round_robin: matrix i on rank i mod N, in layer order, the updates summed by one flat all-reduce, bf16 "
+        "with --bf16's momentum part, and applied on every rank, as parameter-golf #315 did).")
     ortho: Literal["ns5", "polar_express"] = option("ns5", "Orthogonalizer: {choices}.")
     ortho_kernel: Literal["torch", "triton"] = option(  # triton: model/ortho_triton.py
         "torch", "Orthogonalizer kernels: {choices} (triton falls back to torch without a GPU).")

@@ -233,6 +233,12 @@ class GPT(nn.Module):
                     (self.qo_bank, L + i), (self.mlp_up_bank, i), (self.mlp_down_bank, i))
         return tuple((w, None) for w in self.layer_weights(i))  # type: ignore[misc]
 
+    def matrices_in_layer_order(self) -> list[tuple[tuple[nn.Parameter, int | None], str]]:
+        """Every Muon matrix as (slot, its bank's name), layer by layer (q, k, v, o, up, down): the order of a
+        block's own parameters, in which #315 dealt matrices out to ranks."""
+        banks = ("qo_bank", "kv_bank", "kv_bank", "qo_bank", "mlp_up_bank", "mlp_down_bank")
+        return [(slot, bank) for i in range(self.cfg.num_layers) for slot, bank in zip(self.layer_slots(i), banks)]
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """matrix (Muon), tok (Adam, embedding lr) and scalar (Adam) groups."""
         matrix_ids = {id(p) for ps in self.bank_groups().values() for p in ps}

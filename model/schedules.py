@@ -3,17 +3,21 @@
 - `LocalSchedule`: one process; Muon on every matrix.
 - `DDPSchedule`: DistributedDataParallel reduced the grads during backward; every rank then
   runs Muon on its full copy of every matrix.
+- `RoundRobinDDPSchedule`: the same grads, but each rank orthogonalizes only every N-th matrix and one flat
+  all-reduce shares the updates (parameter-golf #315, the DDP baseline #399's banks were measured against).
 - the sharded schedules (explicit Parallel Muon, packed, vectorized) live in `sharded.py`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable, ContextManager
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from golfprof import faults
@@ -27,6 +31,7 @@ from .ortho_triton import OrthoSet, momentum_into, orthogonalize_triton
 from .ortho_triton import available as triton_available
 
 Mark = Callable[[str], ContextManager]
+Slot = tuple[nn.Parameter, int | None]  # a matrix: parameter and slice index (banks) or None
 
 
 @dataclass
@@ -155,3 +160,50 @@ class DDPSchedule(_Base):
             self._adam(h)
             with self.mark(phases.MUON):
                 self._muon_full(h)
+
+
+class RoundRobinDDPSchedule(DDPSchedule):
+    """#315's Muon under DDP: matrix i (in layer order: q, k, v, o, up, down of layer 0, then layer 1, ...) is
+    orthogonalized on rank i mod N only; each rank writes its updates into one flat buffer of every matrix,
+    a blocking all-reduce sums the buffers, and every rank applies every update. Replicated work: none of NS,
+    all of the update's arithmetic."""
+
+    def __init__(self, *args, slots: list[tuple[Slot, str]], world_size: int, rank: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.world_size, self.rank = world_size, rank
+        self.slots = slots  # (matrix, its bank's name) in layer order
+        shapes = [tuple((p if i is None else p[i]).shape) for (p, i), _ in slots]
+        sizes = [math.prod(s) for s in shapes]
+        self.views = []  # per matrix: its (rows, cols) view of the flat buffer
+        # bf16 as #315's (and as the explicit schedule's buffers: with the momentum part of --bf16)
+        self.flat = torch.zeros(sum(sizes), dtype=self.mom_dtype, device=slots[0][0][0].device)
+        off = 0
+        for shape, n in zip(shapes, sizes):
+            self.views.append(self.flat[off:off + n].view(shape))
+            off += n
+
+    def step(self, h: StepHyper) -> None:
+        self._clip(self.all_params())
+        with self.mark(phases.OPTIMIZER):
+            self._planted_delay()
+            with self.mark(phases.REPLICATED_ALLREDUCE):
+                pass
+            self._adam(h)
+            with self.mark(phases.MUON):
+                self._muon_round_robin(h)
+
+    def _muon_round_robin(self, h: StepHyper) -> None:
+        self.flat.zero_()  # the matrices other ranks own add nothing here
+        for k in range(self.rank, len(self.slots), self.world_size):
+            (p, i), bank = self.slots[k]
+            with self.mark(phases.bank_orthogonalize(bank)):
+                buf, grad = self._momentum_buf(p), p.grad
+                if i is not None:
+                    buf, grad = buf[i], grad[i]
+                self.views[k].copy_(self._ortho(nesterov_(buf, grad, h.momentum)))
+        with self.mark(phases.MUON_ALLREDUCE):
+            dist.all_reduce(self.flat)
+        lr = self.train.muon_lr * h.lr_mult
+        with self.mark(phases.UPDATE_APPLY):
+            for ((p, i), _), u in zip(self.slots, self.views):
+                apply_update_(p.data if i is None else p.data[i], u, lr, self.train.muon_wd, update_scale(u.shape))

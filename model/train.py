@@ -23,7 +23,7 @@ from .config import RunConfig
 from .gpt import GPT
 from .kernel_choice import resolve as resolve_kernels
 from .optim import EMA, build_adam, lr_multiplier, muon_momentum
-from .schedules import DDPSchedule, LocalSchedule, StepHyper
+from .schedules import DDPSchedule, LocalSchedule, RoundRobinDDPSchedule, StepHyper
 from .sharded import ShardedSchedule
 
 
@@ -79,7 +79,11 @@ class Trainer:
                 fwd, broadcast_buffers=False,
                 device_ids=[dist_info.local_rank] if device.type == "cuda" else None)
             fwd = self.ddp
-            self.schedule = DDPSchedule(**common)
+            if t.ddp_muon == "round_robin":
+                self.schedule = RoundRobinDDPSchedule(**common, slots=self.model.matrices_in_layer_order(),
+                                                      world_size=dist_info.world_size, rank=dist_info.rank)
+            else:
+                self.schedule = DDPSchedule(**common)
         else:
             self.schedule = ShardedSchedule(**common, model=self.model, world_size=dist_info.world_size,
                                             rank=dist_info.rank, backend=dist_info.backend)

@@ -9,7 +9,9 @@ Lines (ms a step, each beside how it was obtained):
 - ``ddp all-reduce after backward``: the exposed part of DDP's bucket all-reduces (the replay): the bank
   gradients' bucket is ready only as backward ends, so its all-reduce cannot hide behind it;
 - ``replicated optimizer``: DDP runs Muon on every bank on every rank; the share beyond this rank's 1/N
-  (measured Muon kernel time × (N−1)/N) is work the explicit schedule does not do;
+  (measured Muon kernel time × (N−1)/N) is work the explicit schedule does not do (0 under
+  ``--ddp-muon round_robin``, whose ranks split the orthogonalization and share the updates by an all-reduce, an
+  ``other exposed communication``);
 - ``other exposed communication``: every other collective's exposed part;
 - ``compute``: the rest of the predicted step.
 
@@ -34,15 +36,16 @@ def in_ranges(launch: np.ndarray, ranges: list[tuple[str, float, float]], phase:
     return m
 
 
-def lines(ms_per_step: float, colls: pd.DataFrame, world: int, comm: str, muon_ms: float,
+def lines(ms_per_step: float, colls: pd.DataFrame, world: int, replicated_muon: bool, muon_ms: float,
           hook_ms: float, hbm_bw: float | None) -> list[dict]:
-    """The breakdown of one prediction; ``colls`` has source, bytes and exposed_ms per collective of a step."""
+    """The breakdown of one prediction; ``colls`` has source, bytes and exposed_ms per collective of a step;
+    ``replicated_muon``: every rank orthogonalizes every matrix (DDP, unless its Muon is dealt out round robin)."""
     ddp = (colls["source"] == "ddp").to_numpy() if len(colls) else np.zeros(0, bool)
     exposed = colls["exposed_ms"].to_numpy(float) if len(colls) else np.zeros(0)
     ddp_bytes = float(colls["bytes"].to_numpy(float)[ddp].sum()) if len(colls) else 0.0
     copy = 2.0 * ddp_bytes / hbm_bw * 1e3 if hbm_bw else 0.0
     copy_how = "modelled: 2 x bucket bytes / HBM bandwidth" if hbm_bw else "not sized: no device entry"
-    replicated = muon_ms * (world - 1) / world if comm == "ddp" else 0.0
+    replicated = muon_ms * (world - 1) / world if replicated_muon else 0.0
     rows = [
         ("ddp bucket copy in", copy, copy_how),
         ("ddp bucket copy out", copy, copy_how),

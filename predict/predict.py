@@ -310,8 +310,9 @@ def side_figures(inp: Inputs, work: dict[int, list[Work]], sd: Sided, offsets: t
     ends = [figures(inp, replay_steps(inp, work, sd.model, k, sd.role_of))["ms_per_step"] for k in scales]
     fig["interval_ms"] = intervals.interval(ends[0], ends[1], offsets)
     ddp = bool(len(fig["collectives"])) and bool((fig["collectives"]["source"] == "ddp").any())
+    dealt_out = (inp.record.toggles or {}).get("ddp_muon") == "round_robin"
     fig["breakdown"] = breakdown.lines(
-        fig["ms_per_step"], fig["collectives"], inp.world, "ddp" if ddp else "other",
+        fig["ms_per_step"], fig["collectives"], inp.world, ddp and not dealt_out,
         _median([_muon_ms(rp.rows[0]) for rp in replays]), _median([_hook_ms(rp.rows[0].colls) for rp in replays]),
         sd.hbm_bw)
     return replays, fig

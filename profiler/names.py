@@ -17,6 +17,7 @@ REPLICATED_ALLREDUCE = "golfprof/step/optimizer/replicated_allreduce"
 ADAM = "golfprof/step/optimizer/adam"
 MUON = "golfprof/step/optimizer/muon"
 UPDATE_APPLY = "golfprof/step/optimizer/update_apply"
+MUON_ALLREDUCE = "golfprof/step/optimizer/muon/all_reduce"  # --ddp-muon round_robin: the updates summed
 PLANTED_DELAY = "golfprof/step/optimizer/planted_delay"
 EMA = "golfprof/step/ema"
 
@@ -51,13 +52,18 @@ def bank_all_gather(bank: str) -> str:
     return f"{MUON}/{bank}/all_gather"
 
 
-def documented_phases(banks: list[str], comm: str, world_size: int, one_graph: bool = False) -> list[str]:
+def documented_phases(banks: list[str], comm: str, world_size: int, one_graph: bool = False,
+                      round_robin: bool = False) -> list[str]:
     """Every phase name a step of this schedule emits (tests assert traces carry all of them).
-    one_graph: the triton orthogonalizer runs unsharded, all banks under one `ALL_BANKS` phase."""
+    one_graph: the triton orthogonalizer runs unsharded, all banks under one `ALL_BANKS` phase;
+    round_robin: DDP's Muon dealt out over the ranks; a bank's orthogonalize phase then appears only on the ranks
+    that own matrices of it, so it is not listed."""
     names = [STEP, DATA, FORWARD, BACKWARD, GRAD_CLIP, OPTIMIZER, ADAM, MUON, UPDATE_APPLY, EMA]
     distributed = world_size > 1
     if distributed:
         names.append(REPLICATED_ALLREDUCE)
+    if distributed and comm == "ddp" and round_robin:
+        return names + [MUON_ALLREDUCE]
     if distributed and comm == "explicit":
         names.append(RS_LAUNCH)
         for b in banks:

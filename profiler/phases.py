@@ -28,6 +28,7 @@ from .names import (  # noqa: F401  (re-exported: the trainer and tests use phas
     FORWARD,
     GRAD_CLIP,
     MUON,
+    MUON_ALLREDUCE,
     OPTIMIZER,
     PLANTED_DELAY,
     PREFIX,

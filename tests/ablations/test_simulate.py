@@ -29,7 +29,7 @@ STEPS = 2
 CASES = [(layout, comm, {}) for comm in ("explicit", "ddp", "packed", "vectorized")
          for layout in ("banked", "unbanked")]
 CASES += [("banked", "explicit", {"rs_order": "small_first"}), ("banked", "explicit", {"replicated": "bucketed"}),
-          ("banked", "explicit", {"clip_scope": "global"})]
+          ("banked", "explicit", {"clip_scope": "global"}), ("unbanked", "ddp", {"ddp_muon": "round_robin"})]
 # World 3 pads: the sharded schedules in both layouts, and DDP (the suite runs on 2 cores)
 PADDED_CASES = [("banked", "explicit", {}), ("unbanked", "explicit", {}), ("banked", "packed", {}),
                 ("unbanked", "vectorized", {}), ("banked", "ddp", {})]
@@ -114,6 +114,10 @@ def test_roles_include_rank_zero_and_the_padding_owner() -> None:
     assert roles(run, 8) == [0, 7]
     assert roles(run, 3) == [0, 2]  # 10 -> 4,4,2 and 5 -> 2,2,1
     assert roles(_run("banked", "ddp", {}), 8) == [0]
+    # round robin over tiny's 30 matrices (6 kinds a layer): rank r orthogonalizes kinds r, r+8, ... mod 6
+    assert roles(_run("unbanked", "ddp", {"ddp_muon": "round_robin"}), 8) == list(range(8))
+    assert roles(_run("unbanked", "ddp", {"ddp_muon": "round_robin"}), 3) == [0, 1, 2]
+    assert roles(_run("unbanked", "ddp", {"ddp_muon": "round_robin"}), 6) == [0, 1, 2, 3, 4, 5]
     assert roles(run, 1) == [0]
     packed = roles(_run("banked", "packed", {}), 8)
     assert packed[0] == 0 and packed[-1] == 7 and len(packed) > 2  # attention and MLP owners differ

@@ -23,10 +23,11 @@ TOL = 2e-5
 
 
 def _run_config(layout: str, comm: str, clip: float, clip_scope: str = "global") -> RunConfig:
-    """``comm`` may carry a replicated all-reduce mode: ``explicit+bucketed``."""
-    comm, _, replicated = comm.partition("+")
+    """``comm`` may carry a replicated all-reduce mode (``explicit+bucketed``) or DDP's Muon (``ddp+round_robin``)."""
+    comm, _, extra = comm.partition("+")
+    ddp = comm == "ddp"
     toggles = Toggles(layout=layout, comm=comm, bf16=(), compile="off", clip_scope=clip_scope,
-                      replicated=replicated or "per_tensor")
+                      replicated=(not ddp and extra) or "per_tensor", ddp_muon=(ddp and extra) or "replicated")
     train = replace(TINY_TRAIN, steps=STEPS, grad_clip=clip)
     return RunConfig("tiny", TINY_MODEL, train, toggles, f"{comm}_{layout}")
 
@@ -44,7 +45,9 @@ CASES = [("banked", "explicit", 0.0), ("unbanked", "explicit", 0.0), ("banked", 
          ("unbanked", "ddp", 0.0), ("banked", "explicit", 0.3), ("banked", "packed", 0.0),
          ("unbanked", "packed", 0.0), ("unbanked", "vectorized", 0.0), ("banked", "vectorized", 0.0),
          # the replicated parameters' all-reduces as one flat buffer per dtype (issue 27's small_allreduce=grouped)
-         ("banked", "explicit+bucketed", 0.0)]
+         ("banked", "explicit+bucketed", 0.0),
+         # #315's DDP: matrix i orthogonalized on rank i mod N, the updates shared by one flat all-reduce
+         ("unbanked", "ddp+round_robin", 0.0), ("banked", "ddp+round_robin", 0.0)]
 
 
 def _worker(rank: int, world: int, store: str, data: str, out: str, cases: list) -> None:
@@ -76,7 +79,7 @@ def single() -> dict[tuple, dict[str, torch.Tensor]]:
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_schedules_agree_with_single_process(world: int, data: str, tmp_path: Path, single: dict) -> None:
-    cases = CASES if world == 2 else [c for c in CASES if c[1] != "ddp" and c[2] == 0.0]
+    cases = CASES if world == 2 else [c for c in CASES if not c[1].startswith("ddp") and c[2] == 0.0]
     # the single process trains here while the ranks run
     with ranks_beside(_worker, (world, str(tmp_path / "store"), data, str(tmp_path), cases), world):
         for layout, _, clip in cases:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +22,7 @@ def _colls() -> pd.DataFrame:
 
 
 def test_every_ddp_line_from_its_own_input_and_the_lines_sum_to_the_step():
-    lines = {r["line"]: r["ms"] for r in breakdown.lines(10.0, _colls(), 8, "ddp", muon_ms=2.0, hook_ms=0.05,
+    lines = {r["line"]: r["ms"] for r in breakdown.lines(10.0, _colls(), 8, True, muon_ms=2.0, hook_ms=0.05,
                                                          hbm_bw=4e12)}
     copy = 2 * 16 * MB / 4e12 * 1e3  # 16 MiB of buckets read and written once each way
     assert lines["ddp bucket copy in"] == pytest.approx(copy) and lines["ddp bucket copy out"] == pytest.approx(copy)
@@ -32,8 +33,8 @@ def test_every_ddp_line_from_its_own_input_and_the_lines_sum_to_the_step():
 
 
 def test_an_explicit_schedule_has_no_ddp_line_and_the_delta_is_line_by_line():
-    explicit = breakdown.lines(9.0, _colls().assign(source="dist"), 8, "explicit", 2.0, 0.05, 4e12)
-    ddp = breakdown.lines(10.0, _colls(), 8, "ddp", 2.0, 0.05, 4e12)
+    explicit = breakdown.lines(9.0, _colls().assign(source="dist"), 8, False, 2.0, 0.05, 4e12)
+    ddp = breakdown.lines(10.0, _colls(), 8, True, 2.0, 0.05, 4e12)
     e = {r["line"]: r["ms"] for r in explicit}
     assert e["ddp bucket copy in"] == e["ddp hooks"] == e["replicated optimizer"] == 0
     d = breakdown.delta(explicit, ddp)
@@ -79,3 +80,27 @@ def test_a_simulated_ddp_world_of_two_on_the_cpu_has_its_hook_and_replicated_opt
     assert sum(lines.values()) == pytest.approx(p["ms_per_step"])
     assert lines["ddp hooks"] > 0 and lines["replicated optimizer"] > 0
     assert lines["ddp bucket copy in"] == 0  # a CPU run has no device entry to size it by
+
+
+def test_round_robin_muon_under_ddp_has_no_replicated_line_and_its_update_all_reduce_is_communication(
+        tmp_path: Path):
+    """#315's DDP (--ddp-muon round_robin, a fake world of 2): each rank orthogonalizes half the matrices, so no
+    Muon work is replicated; the updates travel in one flat bf16 all-reduce of every matrix, a `dist` collective
+    waited at once, beside DDP's buckets."""
+    from golfprof.ablations.simulate import simulate
+    from golfprof.ablations.spec import RunSpec
+    from golfprof.ablations.variants import resolve
+    from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, replace
+
+    run = RunConfig("tiny", TINY_MODEL, replace(TINY_TRAIN, steps=3), resolve("ddp_round_robin"), "ddp_round_robin")
+    spec = RunSpec(config=run.to_dict(), runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"),
+                   device="cpu", quiet=True, evaluate=False, profile="off", warmup_steps=1)
+    p = predict(Path(simulate(spec, 2, 1)["run_dir"]), "h200")["prediction"]
+    matrices = sum(math.prod(s[1:]) * s[0] for s in TINY_MODEL.bank_shapes().values())
+    flat = [c for c in p["collectives_per_step"] if c["source"] == "dist" and c["op"] == "all_reduce"
+            and c["bytes"] == 2 * matrices]
+    assert len(flat) == 1 and flat[0]["phase"] == "golfprof/step/optimizer/muon/all_reduce"
+    assert any(c["source"] == "ddp" for c in p["collectives_per_step"])
+    lines = {r["line"]: r["ms"] for r in p["breakdown"]}
+    assert lines["replicated optimizer"] == 0 and lines["ddp hooks"] > 0
+    assert sum(lines.values()) == pytest.approx(p["ms_per_step"])

@@ -55,6 +55,9 @@ def test_documented_names_cover_each_schedule():
     assert phases.RS_LAUNCH not in ddp and phases.bank_orthogonalize("kv_bank") in ddp
     assert phases.REPLICATED_ALLREDUCE not in phases.documented_phases(banks, "explicit", 1)
     assert all(n.startswith(phases.PREFIX) for n in explicit)
+    dealt = phases.documented_phases(banks, "ddp", 2, round_robin=True)
+    assert phases.MUON_ALLREDUCE in dealt and phases.MUON_ALLREDUCE not in ddp
+    assert not any(phases.bank_orthogonalize(b) in dealt for b in banks)  # on the owners' traces only
 
 
 @pytest.mark.parametrize("text,expected", [("5,1,3", Window(5, 1, 3)), ("off", None), ("0,0,1", Window(0, 0, 1))])
