@@ -369,7 +369,8 @@ def gpu_role_steps(ev: pd.DataFrame, colls: pd.DataFrame) -> list[TraceStep]:
     """A simulated GPU rank's profiled steps: its compute kernels (less those the fake collectives
     launched to fill their outputs: the data movement a real collective does on its own stream),
     with the recorder's issue and wait ranges as the points each collective is issued and waited on.
-    A DDP bucket has no wait range: DDP waits for it as backward ends."""
+    A DDP bucket has no wait range: DDP waits for it as backward ends; nor has a blocking call (``async_op``
+    false): the compute stream waits for it where the call returns."""
     import re
 
     from golfprof.traces import attribute, events, metrics
@@ -388,6 +389,7 @@ def gpu_role_steps(ev: pd.DataFrame, colls: pd.DataFrame) -> list[TraceStep]:
     for a, b in zip(comm_r["ts"], comm_r["end"]):
         fill |= (launch >= a) & (launch < b)
     source = colls.set_index("seq")["source"].to_dict() if len(colls) else {}
+    blocking = {int(k) for k, a in colls.set_index("seq")["async_op"].items() if not a} if len(colls) else set()
     backward = phase_r[phase_r["name"] == BACKWARD_PHASE]
     out = []
     for s, t0, t1 in st[["step", "ts", "end"]].itertuples(index=False):
@@ -397,11 +399,13 @@ def gpu_role_steps(ev: pd.DataFrame, colls: pd.DataFrame) -> list[TraceStep]:
         c = comm_r[(comm_r["ts"] >= t0) & (comm_r["ts"] < t1)].sort_values("seq")
         issue = c["ts"].to_numpy(float)
         wait = []
-        for seq, ts in zip(c["seq"], issue):
+        for seq, ts, returned in zip(c["seq"], issue, c["end"].to_numpy(float)):
             w = waits.get(int(seq), np.inf)
             if source.get(int(seq)) == "ddp":
                 bw = backward[(backward["ts"] <= ts) & (backward["end"] >= ts)]
                 w = float(bw["end"].min()) if len(bw) else np.inf
+            elif int(seq) in blocking and not np.isfinite(w):
+                w = returned
             wait.append(w if w < t1 else np.inf)
         end = max(float(t1), float(k["end"].max()) if len(k) else float(t1))
         role = RoleStep(launch=launch[mine][order] - t0, start=k["ts"].to_numpy(float)[order] - t0,

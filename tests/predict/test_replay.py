@@ -200,3 +200,42 @@ def test_gpu_trace_replay_drops_the_fake_fills_and_waits_where_the_recorder_wait
     # with the rank's step timers, the prediction stands on its median timed step, not the profiled one
     write_parquet(rd.steps(0), pd.DataFrame({"step": [0, 1, 2, 3], "ms": [9.0, 0.29, 0.31, 0.30]}))
     assert predict(rd.path, table)["prediction"]["ms_per_step"] == pytest.approx(0.30 + 0.060)
+
+
+def test_a_blocking_collective_holds_the_compute_launched_after_its_call(tmp_path: Path) -> None:
+    """A blocking all-reduce (async_op false, no wait range: #315's flat update all-reduce) issued at 110, its call
+    returning at 115, modelled at 150 µs: [110, 260). Kernel C, launched after the call (measured [200, 300)),
+    uses its result, so it runs [260, 360) and the whole collective is exposed."""
+    from golfprof.predict.predict import predict
+    from golfprof.profiler.rundir import RunDir, write_json, write_parquet
+    from tests.traces.kineto_synth import TraceBuilder
+
+    b = TraceBuilder(rank=0, world_size=8)
+    b.step(3, 0, 310)
+    b.cpu("golfprof/step", 1, 300)
+    b.cpu("golfprof/step/optimizer", 2, 150)
+    b.kernel("gemm_A", 5, 0, 100)
+    b.cpu("golfprof.comm#0 all_reduce", 110, 5)
+    b.kernel("gemm_C", 140, 200, 100)
+    rd = RunDir(tmp_path / "run")
+    b.write(rd.trace(0))
+    write_json(rd.config, {"train": {"steps": 4}, "warmup_steps": 1, "profile_window": {"wait": 1, "warmup": 1,
+                                                                                      "active": 2}})
+    write_json(rd.summary, {"variant": "ddp_round_robin", "device": "NVIDIA H200", "ms_per_step": 0.31,
+                            "optimizer_ms": 0.2, "simulated": {"world_size": 8, "nodes": 1, "ranks": [0]}})
+    colls = pd.DataFrame([{"seq": 0, "op": "all_reduce", "dtype": "bf16", "bytes": 1 << 20, "group_size": 8,
+                           "phase": "golfprof/step/optimizer/muon/all_reduce", "step": 3, "source": "dist",
+                           "async_op": False, "issue_ns": 0, "issued_ns": 0, "wait_ns": 0, "waited_ns": 0}])
+    write_parquet(rd.path / "simulated" / "collectives-rank0.parquet", colls)
+    write_parquet(rd.path / "simulated" / "phase-events-rank0.parquet",
+                  pd.DataFrame({"ns": [0], "entering": [True], "phase": ["golfprof/step"]}))
+    table = tmp_path / "table.json"
+    measured = {"all_reduce": {"8": [[1 << 20, 150.0]]}}
+    table.write_text(json.dumps({"format": "golfprof-comm-table/1", "measured": measured}))
+    p = predict(rd.path, table)["prediction"]
+    assert p["ms_per_step"] == pytest.approx(0.370)  # 310 µs measured + the 60 µs C waited
+    assert p["exposed_comm_ms"] == pytest.approx(0.150)
+    # the same call made async and never waited: C runs where it was measured and only [110, 200) is exposed
+    write_parquet(rd.path / "simulated" / "collectives-rank0.parquet", colls.assign(async_op=True))
+    p = predict(rd.path, table)["prediction"]
+    assert p["ms_per_step"] == pytest.approx(0.310) and p["exposed_comm_ms"] == pytest.approx(0.090)
