@@ -18,10 +18,12 @@
 #   curves           tiny preset, 200 steps eager (one seed, one data order): the default and each fused or FP8
 #                    toggle's loss curve -> $OUT/curves.json
 #   predict          world 8, rank 7 played, --record-faithful --record-shapes --target-gpu h100: explicit_banks,
-#                    ddp_banks, explicit_unbanked, the record's script, explicit_banks again (A/A); a name
-#                    NAME@noshapes in PREDICT_RUNS runs NAME without --record-shapes
+#                    ddp_banks, explicit_unbanked, the record's script, explicit_banks again (A/A); in PREDICT_RUNS,
+#                    NAME@noshapes runs NAME without --record-shapes and NAME@rK plays rank K instead (ddp_round_robin@r0:
+#                    rank 0 orthogonalizes 9 of the 66 matrices, the most)
 #                    -> $OUT/predict.json (each run's source and target predictions, both rescale rules)
-# $OUT also gets runs.tar.gz (every run directory of $CAMP, traces left out) and summary.txt.
+# $OUT also gets runs.tar.gz (every run directory of $CAMP, traces left out), traces.tar.gz (the world-8 runs'
+# played-rank traces) and summary.txt.
 # Local dry run (CPU; a foreign test script stands in for the record's):
 #   LOCAL=1 PRESET=tiny STEPS=3 CURVE_STEPS=5 SCRIPT=tests/foreign_scripts/nanogpt_accum.py OUT=/tmp/out \
 #     bash benchmarks/device/h200_campaign.sh
@@ -178,8 +180,10 @@ if want predict; then
     i=$((i + 1)); dir="$CAMP/w8/$i-${name/@/-}"
     [ -d "$dir" ] && ls "$dir"/*/simulated/predicted.json > /dev/null 2>&1 && continue
     [ "$(left)" -gt 90 ] || { log "no time left for world-8 $name"; break; }
-    shapes=(--record-shapes); [ "${name#*@}" = noshapes ] && shapes=(); name=${name%@*}  # NAME@noshapes: without
-    common=(--simulate-world 8 --simulate-rank 7 --steps 12 "${shapes[@]}" "${TG[@]}" --runs-dir "$dir")
+    shapes=(--record-shapes); rank=7; tag=${name#*@}; [ "$tag" = "$name" ] && tag=""; name=${name%@*}
+    [ "$tag" = noshapes ] && shapes=()  # NAME@noshapes: without --record-shapes
+    case "$tag" in r[0-9]) rank=${tag#r};; esac  # NAME@rK: rank K played
+    common=(--simulate-world 8 --simulate-rank $rank --steps 12 "${shapes[@]}" "${TG[@]}" --runs-dir "$dir")
     if [ "$name" = script ]; then
       TORCHINDUCTOR_CACHE_DIR=$CAMP/ic_script timeout 240 $GP profile "${common[@]}" --name script "${SHIM[@]}" \
         "${GPENV[@]}" "$SCRIPT" > "$CAMP/logs/w8-$i-$name.log" 2>&1
@@ -200,7 +204,8 @@ for f in sorted((camp / "w8").glob("*/*/simulated/predicted.json")):
     s = json.loads((run / "summary.json").read_text())
     t = p.get("target") or {}
     rows.append({"run": f"{run.parent.name}/{run.name}", "variant": s.get("variant"), "toggles": s.get("toggles"),
-                 "attention_used": s.get("attention_used"), "source_ms": p.get("ms_per_step"),
+                 "attention_used": s.get("attention_used"), "played_ranks": p.get("simulated_ranks"),
+                 "source_ms": p.get("ms_per_step"),
                  "source_interval_ms": p.get("interval_ms"), "measured_ms_of_played_rank":
                  p.get("measured_ms_per_step_of_the_simulated_rank"), "exposed_comm_ms": p.get("exposed_comm_ms"),
                  "breakdown": p.get("breakdown"), "target_gpu": t.get("gpu"), "predicted_ms": t.get("ms_per_step"),
@@ -225,4 +230,7 @@ cp "$CAMP/logs/campaign.log" "$OUT/summary.txt"
 for f in "$CAMP"/logs/*.log; do echo "== $f"; tail -15 "$f"; done >> "$OUT/summary.txt"
 tar czf "$OUT/runs.tar.gz" -C "$CAMP" --exclude='*.pt.trace.json*' --exclude='*.json.gz' --exclude='predicted*.json.gz' \
   --exclude='data_banking' --exclude='gdata' --exclude='ic_*' --exclude='logs' . 2>/dev/null
+# the played ranks' own traces (not the predicted ones), so that a prediction can be replayed again off the device
+traces=$(cd "$CAMP" && ls -d w8/*/*/trace 2>/dev/null)
+[ -n "$traces" ] && tar czf "$OUT/traces.tar.gz" -C "$CAMP" $traces 2>/dev/null
 ls -la "$OUT"
