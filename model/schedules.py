@@ -159,7 +159,10 @@ class DDPSchedule(_Base):
                 pass
             self._adam(h)
             with self.mark(phases.MUON):
-                self._muon_full(h)
+                self._muon(h)
+
+    def _muon(self, h: StepHyper) -> None:
+        self._muon_full(h)
 
 
 class RoundRobinDDPSchedule(DDPSchedule):
@@ -182,17 +185,7 @@ class RoundRobinDDPSchedule(DDPSchedule):
             self.views.append(self.flat[off:off + n].view(shape))
             off += n
 
-    def step(self, h: StepHyper) -> None:
-        self._clip(self.all_params())
-        with self.mark(phases.OPTIMIZER):
-            self._planted_delay()
-            with self.mark(phases.REPLICATED_ALLREDUCE):
-                pass
-            self._adam(h)
-            with self.mark(phases.MUON):
-                self._muon_round_robin(h)
-
-    def _muon_round_robin(self, h: StepHyper) -> None:
+    def _muon(self, h: StepHyper) -> None:
         self.flat.zero_()  # the matrices other ranks own add nothing here
         for k in range(self.rank, len(self.slots), self.world_size):
             (p, i), bank = self.slots[k]

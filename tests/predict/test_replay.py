@@ -158,34 +158,16 @@ def test_gpu_trace_replay_drops_the_fake_fills_and_waits_where_the_recorder_wait
     [200,300) after it; one all-gather issued at 110 (its fake fill kernel [120,125) is not compute) and
     waited at 130, modelled at exactly 150 µs by a measured table: [110, 260), so C runs [260, 360)."""
     from golfprof.predict.predict import predict
-    from golfprof.profiler.rundir import RunDir, write_json, write_parquet
-    from tests.traces.kineto_synth import TraceBuilder
+    from golfprof.profiler.rundir import write_parquet
 
-    b = TraceBuilder(rank=0, world_size=8)
-    b.step(3, 0, 310)
-    b.cpu("golfprof/step", 1, 300)
-    b.cpu("golfprof/step/optimizer", 2, 150)
-    b.kernel("gemm_A", 5, 0, 100)
+    b = _optimizer_step_with_kernel_a()
     b.cpu("golfprof.comm#0 all_gather", 110, 5)
     b.kernel("fill_copy", 112, 120, 5)
     b.kernel("gemm_B", 120, 125, 75)
     b.cpu("golfprof.wait#0", 130, 1)
     b.kernel("gemm_C", 140, 200, 100)
-    rd = RunDir(tmp_path / "run")
-    b.write(rd.trace(0))
-    write_json(rd.config, {"train": {"steps": 4}, "warmup_steps": 1, "profile_window": {"wait": 1, "warmup": 1,
-                                                                                      "active": 2}})
-    write_json(rd.summary, {"variant": "explicit_banks", "device": "NVIDIA H200", "ms_per_step": 0.31,
-                            "optimizer_ms": 0.2, "simulated": {"world_size": 8, "nodes": 1, "ranks": [0]}})
-    colls = pd.DataFrame([{"seq": 0, "op": "all_gather", "dtype": "bf16", "bytes": 1 << 20, "group_size": 8,
-                           "phase": "golfprof/step/optimizer", "step": 3, "source": "dist", "async_op": True,
-                           "issue_ns": 0, "issued_ns": 0, "wait_ns": 0, "waited_ns": 0}])
-    write_parquet(rd.path / "simulated" / "collectives-rank0.parquet", colls)
-    write_parquet(rd.path / "simulated" / "phase-events-rank0.parquet",
-                  pd.DataFrame({"ns": [0], "entering": [True], "phase": ["golfprof/step"]}))
-    table = tmp_path / "table.json"
-    measured = {"all_gather": {"8": [[1 << 20, 150.0]]}}
-    table.write_text(json.dumps({"format": "golfprof-comm-table/1", "measured": measured}))
+    rd, table = _synthetic_gpu_run(tmp_path, b, "explicit_banks", {"op": "all_gather", "async_op": True,
+                                                                   "phase": "golfprof/step/optimizer"})
     doc = predict(rd.path, table)
     p = doc["prediction"]
     assert p["replayed_from"].startswith("kineto")
@@ -207,7 +189,48 @@ def test_a_blocking_collective_holds_the_compute_launched_after_its_call(tmp_pat
     returning at 115, modelled at 150 µs: [110, 260). Kernel C, launched after the call (measured [200, 300)),
     uses its result, so it runs [260, 360) and the whole collective is exposed."""
     from golfprof.predict.predict import predict
+    from golfprof.profiler.rundir import write_parquet
+
+    b = _optimizer_step_with_kernel_a()
+    b.cpu("golfprof.comm#0 all_reduce", 110, 5)
+    b.kernel("gemm_C", 140, 200, 100)
+    coll = {"op": "all_reduce", "async_op": False, "phase": "golfprof/step/optimizer/muon/all_reduce"}
+    rd, table = _synthetic_gpu_run(tmp_path, b, "ddp_round_robin", coll)
+    p = predict(rd.path, table)["prediction"]
+    assert p["ms_per_step"] == pytest.approx(0.370)  # 310 µs measured + the 60 µs C waited
+    assert p["exposed_comm_ms"] == pytest.approx(0.150)
+    # the same call made async and never waited: C runs where it was measured and only [110, 200) is exposed
+    recorded = rd.path / "simulated" / "collectives-rank0.parquet"
+    write_parquet(recorded, pd.read_parquet(recorded).assign(async_op=True))
+    p = predict(rd.path, table)["prediction"]
+    assert p["ms_per_step"] == pytest.approx(0.310) and p["exposed_comm_ms"] == pytest.approx(0.090)
+
+
+def _synthetic_gpu_run(path: Path, b, variant: str, coll: dict) -> tuple:
+    """A simulated H200 rank 0 of 8 from a TraceBuilder and its one recorded collective (step 3 of 4), with a
+    measured comm table holding the collective at 150 µs: (run directory, table path)."""
     from golfprof.profiler.rundir import RunDir, write_json, write_parquet
+
+    rd = RunDir(path / "run")
+    b.write(rd.trace(0))
+    write_json(rd.config, {"train": {"steps": 4}, "warmup_steps": 1, "profile_window": {"wait": 1, "warmup": 1,
+                                                                                      "active": 2}})
+    write_json(rd.summary, {"variant": variant, "device": "NVIDIA H200", "ms_per_step": 0.31,
+                            "optimizer_ms": 0.2, "simulated": {"world_size": 8, "nodes": 1, "ranks": [0]}})
+    colls = pd.DataFrame([{"seq": 0, "dtype": "bf16", "bytes": 1 << 20, "group_size": 8, "step": 3, "source": "dist",
+                           "issue_ns": 0, "issued_ns": 0, "wait_ns": 0, "waited_ns": 0, **coll}])
+    write_parquet(rd.path / "simulated" / "collectives-rank0.parquet", colls)
+    write_parquet(rd.path / "simulated" / "phase-events-rank0.parquet",
+                  pd.DataFrame({"ns": [0], "entering": [True], "phase": ["golfprof/step"]}))
+    table = path / "table.json"
+    measured = {coll["op"]: {"8": [[1 << 20, 150.0]]}}
+    table.write_text(json.dumps({"format": "golfprof-comm-table/1", "measured": measured}))
+    return rd, table
+
+
+def _optimizer_step_with_kernel_a():
+    """A TraceBuilder of rank 0 of 8 holding profiled step 3 ([0, 310) µs, its optimizer phase from 2) and kernel A
+    [0, 100), launched at 5."""
     from tests.traces.kineto_synth import TraceBuilder
 
     b = TraceBuilder(rank=0, world_size=8)
@@ -215,27 +238,4 @@ def test_a_blocking_collective_holds_the_compute_launched_after_its_call(tmp_pat
     b.cpu("golfprof/step", 1, 300)
     b.cpu("golfprof/step/optimizer", 2, 150)
     b.kernel("gemm_A", 5, 0, 100)
-    b.cpu("golfprof.comm#0 all_reduce", 110, 5)
-    b.kernel("gemm_C", 140, 200, 100)
-    rd = RunDir(tmp_path / "run")
-    b.write(rd.trace(0))
-    write_json(rd.config, {"train": {"steps": 4}, "warmup_steps": 1, "profile_window": {"wait": 1, "warmup": 1,
-                                                                                      "active": 2}})
-    write_json(rd.summary, {"variant": "ddp_round_robin", "device": "NVIDIA H200", "ms_per_step": 0.31,
-                            "optimizer_ms": 0.2, "simulated": {"world_size": 8, "nodes": 1, "ranks": [0]}})
-    colls = pd.DataFrame([{"seq": 0, "op": "all_reduce", "dtype": "bf16", "bytes": 1 << 20, "group_size": 8,
-                           "phase": "golfprof/step/optimizer/muon/all_reduce", "step": 3, "source": "dist",
-                           "async_op": False, "issue_ns": 0, "issued_ns": 0, "wait_ns": 0, "waited_ns": 0}])
-    write_parquet(rd.path / "simulated" / "collectives-rank0.parquet", colls)
-    write_parquet(rd.path / "simulated" / "phase-events-rank0.parquet",
-                  pd.DataFrame({"ns": [0], "entering": [True], "phase": ["golfprof/step"]}))
-    table = tmp_path / "table.json"
-    measured = {"all_reduce": {"8": [[1 << 20, 150.0]]}}
-    table.write_text(json.dumps({"format": "golfprof-comm-table/1", "measured": measured}))
-    p = predict(rd.path, table)["prediction"]
-    assert p["ms_per_step"] == pytest.approx(0.370)  # 310 µs measured + the 60 µs C waited
-    assert p["exposed_comm_ms"] == pytest.approx(0.150)
-    # the same call made async and never waited: C runs where it was measured and only [110, 200) is exposed
-    write_parquet(rd.path / "simulated" / "collectives-rank0.parquet", colls.assign(async_op=True))
-    p = predict(rd.path, table)["prediction"]
-    assert p["ms_per_step"] == pytest.approx(0.310) and p["exposed_comm_ms"] == pytest.approx(0.090)
+    return b
