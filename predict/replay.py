@@ -389,7 +389,8 @@ def gpu_role_steps(ev: pd.DataFrame, colls: pd.DataFrame) -> list[TraceStep]:
     for a, b in zip(comm_r["ts"], comm_r["end"]):
         fill |= (launch >= a) & (launch < b)
     source = colls.set_index("seq")["source"].to_dict() if len(colls) else {}
-    blocking = {int(k) for k, a in colls.set_index("seq")["async_op"].items() if not a} if len(colls) else set()
+    blocking = ({int(k) for k, a in colls.set_index("seq")["async_op"].items() if not a}
+                if len(colls) and "async_op" in colls else set())  # run directories from before the column: none
     backward = phase_r[phase_r["name"] == BACKWARD_PHASE]
     out = []
     for s, t0, t1 in st[["step", "ts", "end"]].itertuples(index=False):
