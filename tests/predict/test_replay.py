@@ -204,6 +204,9 @@ def test_a_blocking_collective_holds_the_compute_launched_after_its_call(tmp_pat
     write_parquet(recorded, pd.read_parquet(recorded).assign(async_op=True))
     p = predict(rd.path, table)["prediction"]
     assert p["ms_per_step"] == pytest.approx(0.310) and p["exposed_comm_ms"] == pytest.approx(0.090)
+    # a recording without the async_op column reads as that: no blocking call known
+    write_parquet(recorded, pd.read_parquet(recorded).drop(columns="async_op"))
+    assert predict(rd.path, table)["prediction"]["ms_per_step"] == pytest.approx(0.310)
 
 
 def _synthetic_gpu_run(path: Path, b, variant: str, coll: dict) -> tuple:
