@@ -19,8 +19,8 @@
 #                    toggle's loss curve -> $OUT/curves.json
 #   predict          world 8, rank 7 played, --record-faithful --record-shapes --target-gpu h100: explicit_banks,
 #                    ddp_banks, explicit_unbanked, the record's script, explicit_banks again (A/A); in PREDICT_RUNS,
-#                    NAME@noshapes runs NAME without --record-shapes and NAME@rK plays rank K instead (ddp_round_robin@r0:
-#                    rank 0 orthogonalizes 9 of the 66 matrices, the most)
+#                    NAME@noshapes runs NAME without --record-shapes and NAME@rK plays rank K instead
+#                    (ddp_round_robin@r0: rank 0 orthogonalizes 9 of the 66 matrices, the most)
 #                    -> $OUT/predict.json (each run's source and target predictions, both rescale rules)
 # $OUT also gets runs.tar.gz (every run directory of $CAMP, traces left out), traces.tar.gz (the world-8 runs'
 # played-rank traces) and summary.txt.
