@@ -71,7 +71,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 # SDPA's cuDNN kernel, the nearest to FA3 on Hopper (the script's own SDPA fallback, flash, is ~11% slower a step
 # at world 1 on an H200: ../shared/reference/record_scripts.md); its loader is the synchronous int64 one; its
 # orthogonalizer torch's batched matmuls (golfprof's default already).
-RECORD_FAITHFUL_FIELDS = ("attention", "loader", "ortho_kernel")
+RECORD_FAITHFUL_FIELDS = ("attention", "loader", "ortho_kernel", "ema")
 
 
 def record_faithful(variant: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +80,8 @@ def record_faithful(variant: str, overrides: dict[str, Any]) -> dict[str, Any]:
     from golfprof.model.attention import fa3_installed
 
     check_variant(name=variant)
-    fixed = {"attention": "fa3" if fa3_installed() else "cudnn", "loader": "record", "ortho_kernel": "torch"}
+    fixed = {"attention": "fa3" if fa3_installed() else "cudnn", "loader": "record", "ortho_kernel": "torch",
+             "ema": "loop"}
     clash = [f for f in RECORD_FAITHFUL_FIELDS if f in VARIANTS[variant][1] or overrides.get(f) is not None]
     if clash:
         who = f"variant {variant}" if any(f in VARIANTS[variant][1] for f in clash) else "the command line"

@@ -215,6 +215,10 @@ class Toggles:
     clip_scope: Literal["local", "global"] = option("local", "Grad clip on: {choices} grads (explicit schedule).")
     attention: Literal["sdpa", "flash", "cudnn", "flex", "fa3"] = option(
         "sdpa", "Attention kernel: {choices} (sdpa: PyTorch's pick; the GPU-only ones fall back to sdpa on the CPU).")
+    # the records update their EMA with a Python loop over the state dict (spec toggle 12)
+    ema: Literal["foreach", "loop"] = option(
+        "foreach", "Every-step fp32 EMA update: {choices} (foreach: one fused lerp over every tensor; loop: the "
+        "records' Python loop over the state dict, a mul_ and an add_ per tensor).")
     # model/prefetch.py; both hand out the record's tokens in the record's order
     loader: Literal["prefetch", "record"] = option(
         "prefetch", "Data loader: {choices} (prefetch: next step's tokens copied and widened on the device while a "

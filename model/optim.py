@@ -63,16 +63,22 @@ def set_adam_lr(adam: torch.optim.Optimizer, mult: float) -> None:
 
 
 class EMA:
-    """fp32 exponential moving average of every floating tensor in the state dict."""
+    """fp32 exponential moving average of every floating tensor in the state dict; ``loop`` updates it as the
+    records do, tensor by tensor (two kernels each), instead of in one fused pass."""
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, loop: bool = False) -> None:
         self.decay = decay
+        self.loop = loop
         self.live = [t for t in model.state_dict().values() if t.is_floating_point()]
         self.shadow = [t.detach().float().clone() for t in self.live]
         self.keys = [k for k, t in model.state_dict().items() if t.is_floating_point()]
 
     @torch.no_grad()
     def update(self) -> None:
+        if self.loop:
+            for s, t in zip(self.shadow, self.live):
+                s.mul_(self.decay).add_(t.detach().float(), alpha=1.0 - self.decay)
+            return
         current = [t.float() if t.dtype != torch.float32 else t for t in self.live]
         torch._foreach_lerp_(self.shadow, current, 1.0 - self.decay)
 

@@ -88,7 +88,7 @@ class Trainer:
             self.schedule = ShardedSchedule(**common, model=self.model, world_size=dist_info.world_size,
                                             rank=dist_info.rank, backend=dist_info.backend)
         self.forward_module = fwd
-        self.ema = EMA(self.model, run.train.ema_decay)
+        self.ema = EMA(self.model, run.train.ema_decay, loop=t.ema == "loop")
         self.autocast = "weights" in t.bf16
 
     def hyper(self, step: int) -> StepHyper:

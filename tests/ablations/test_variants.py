@@ -68,7 +68,7 @@ def test_record_faithful_sets_the_records_choices_on_any_variant(tmp_path: Path,
     monkeypatch.setattr(attention, "fa3_installed", lambda: False)
     for variant in ("explicit_banks", "ddp_banks", "explicit_unbanked"):
         t = _faithful_spec(tmp_path, variant).run.toggles
-        assert (t.attention, t.loader, t.ortho_kernel) == ("cudnn", "record", "torch")
+        assert (t.attention, t.loader, t.ortho_kernel, t.ema) == ("cudnn", "record", "torch", "loop")
         assert (t.comm, t.layout) == (V.resolve(variant).comm, V.resolve(variant).layout)  # the variant kept
     monkeypatch.setattr(attention, "fa3_installed", lambda: True)
     assert V.record_faithful("explicit_banks", {"steps": None})["attention"] == "fa3"
@@ -76,7 +76,7 @@ def test_record_faithful_sets_the_records_choices_on_any_variant(tmp_path: Path,
 
 def test_record_faithful_is_off_by_default(tmp_path: Path):
     t = _faithful_spec(tmp_path, "explicit_banks", record_faithful=False).run.toggles
-    assert (t.attention, t.loader) == ("sdpa", "prefetch")
+    assert (t.attention, t.loader, t.ema) == ("sdpa", "prefetch", "foreach")
 
 
 def test_record_faithful_refuses_what_would_undo_a_request(tmp_path: Path):
@@ -90,6 +90,8 @@ def test_record_faithful_refuses_what_would_undo_a_request(tmp_path: Path):
         _faithful_spec(tmp_path, "triton_ortho")
     with pytest.raises(ConfigError, match="sets loader, which the command line also sets"):
         _faithful_spec(tmp_path, "explicit_banks", loader="prefetch")
+    with pytest.raises(ConfigError, match="sets ema, which the command line also sets"):
+        _faithful_spec(tmp_path, "explicit_banks", ema="foreach")
 
 
 def test_record_faithful_clash_is_one_error_line_before_any_run(tmp_path: Path):

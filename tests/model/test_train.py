@@ -63,3 +63,11 @@ def test_the_ddp_graph_toggle_holds_where_the_forward_compiles(tmp_path, monkeyp
     assert torch._dynamo.config.optimize_ddp is True  # left as torch's default outside the forward
     with pytest.raises(ConfigError, match="ddp_graph 'halved' is not one of: split, whole"):
         Toggles(ddp_graph="halved").validate()
+
+
+def test_the_ema_toggle_reaches_the_trainers_average():
+    def loop(ema: str) -> bool:
+        run = RunConfig("tiny", TINY_MODEL, TINY_TRAIN, Toggles(bf16=(), compile="off", ema=ema), "explicit_banks")
+        return Trainer(run, torch.device("cpu")).ema.loop
+
+    assert loop("loop") and not loop("foreach")
