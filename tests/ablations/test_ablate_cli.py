@@ -111,8 +111,8 @@ def test_ddp_ablate_command_from_the_issue(tmp_path: Path):
 
 def test_round_robin_ddp_runs_on_two_ranks_and_marks_its_update_all_reduce(tmp_path: Path):
     """#315's schedule on two gloo ranks: each rank's trace holds its banks' orthogonalize phases and the
-    update all-reduce; the loss falls (the shared updates reach both ranks)."""
-    r = invoke("ablate", "--variant", "ddp_round_robin", "--nproc", "2", "--preset", "tiny", "--steps", "12",
+    update all-reduce (that the shared updates reach both ranks: tests/model/test_schedules.py)."""
+    r = invoke("ablate", "--variant", "ddp_round_robin", "--nproc", "2", "--preset", "tiny", "--steps", "6",
                "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path / "data", "--quiet")
     assert r.exit_code == 0, r.output[-2000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -124,8 +124,6 @@ def test_round_robin_ddp_runs_on_two_ranks_and_marks_its_update_all_reduce(tmp_p
         owned.append({b for b in BANKS if phases.bank_orthogonalize(b) in names})
     # even matrices (q, v, up of each layer) on rank 0, odd ones (k, o, down) on rank 1
     assert owned == [{"qo_bank", "kv_bank", "mlp_up_bank"}, {"qo_bank", "kv_bank", "mlp_down_bank"}]
-    steps = pd.read_parquet(run_dir / "steps" / "rank0.parquet")
-    assert steps.loss.iloc[-1] < steps.loss.iloc[0]
 
 
 BAD_INPUT = [
