@@ -34,6 +34,16 @@ Mark = Callable[[str], ContextManager]
 Slot = tuple[nn.Parameter, int | None]  # a matrix: parameter and slice index (banks) or None
 
 
+def slot_data(slot: Slot) -> Tensor:
+    p, i = slot
+    return p.data if i is None else p.data[i]
+
+
+def slot_grad(slot: Slot) -> Tensor:
+    p, i = slot
+    return p.grad if i is None else p.grad[i]
+
+
 @dataclass
 class StepHyper:
     lr_mult: float
@@ -175,7 +185,7 @@ class RoundRobinDDPSchedule(DDPSchedule):
         super().__init__(*args, **kwargs)
         self.world_size, self.rank = world_size, rank
         self.slots = slots  # (matrix, its bank's name) in layer order
-        shapes = [tuple((p if i is None else p[i]).shape) for (p, i), _ in slots]
+        shapes = [tuple(slot_data(slot).shape) for slot, _ in slots]
         sizes = [math.prod(s) for s in shapes]
         self.views = []  # per matrix: its (rows, cols) view of the flat buffer
         # bf16 as #315's (and as the explicit schedule's buffers: with the momentum part of --bf16)
@@ -188,15 +198,15 @@ class RoundRobinDDPSchedule(DDPSchedule):
     def _muon(self, h: StepHyper) -> None:
         self.flat.zero_()  # the matrices other ranks own add nothing here
         for k in range(self.rank, len(self.slots), self.world_size):
-            (p, i), bank = self.slots[k]
+            slot, bank = self.slots[k]
+            p, i = slot
             with self.mark(phases.bank_orthogonalize(bank)):
-                buf, grad = self._momentum_buf(p), p.grad
-                if i is not None:
-                    buf, grad = buf[i], grad[i]
-                self.views[k].copy_(self._ortho(nesterov_(buf, grad, h.momentum)))
+                buf = self._momentum_buf(p)
+                u = nesterov_(buf if i is None else buf[i], slot_grad(slot), h.momentum)
+                self.views[k].copy_(self._ortho(u))
         with self.mark(phases.MUON_ALLREDUCE):
             dist.all_reduce(self.flat)
         lr = self.train.muon_lr * h.lr_mult
         with self.mark(phases.UPDATE_APPLY):
-            for ((p, i), _), u in zip(self.slots, self.views):
-                apply_update_(p.data if i is None else p.data[i], u, lr, self.train.muon_wd, update_scale(u.shape))
+            for (slot, _), u in zip(self.slots, self.views):
+                apply_update_(slot_data(slot), u, lr, self.train.muon_wd, update_scale(u.shape))

@@ -27,23 +27,12 @@ from golfprof.profiler import phases
 
 from .optim import apply_update_, update_scale
 from .ortho_triton import OrthoSet, momentum_into
-from .schedules import StepHyper, _Base
+from .schedules import Slot, StepHyper, _Base, slot_data, slot_grad
 
-Slot = tuple[nn.Parameter, int | None]  # a matrix: parameter and slice index (banks) or None
 # torch 2.13 renamed the tensor collectives (the old names warn); looked up on `dist` at call time, so a
 # recorder wrapping them (profiler/collectives.py) sees every call
 REDUCE_SCATTER = "reduce_scatter_single" if hasattr(dist, "reduce_scatter_single") else "reduce_scatter_tensor"
 ALL_GATHER = "all_gather_single" if hasattr(dist, "all_gather_single") else "all_gather_into_tensor"
-
-
-def _data(slot: Slot) -> Tensor:
-    p, i = slot
-    return p.data if i is None else p.data[i]
-
-
-def _grad(slot: Slot) -> Tensor:
-    p, i = slot
-    return p.grad if i is None else p.grad[i]
 
 
 class _Group(abc.ABC):
@@ -189,11 +178,11 @@ class PackedGroup(_Group):
             kind, layer = slot
             mats = self._matrices(kind, layer)
             if kind == "attn":
-                self.padded[j].copy_(torch.cat([_grad(m) for m in mats], dim=0))
+                self.padded[j].copy_(torch.cat([slot_grad(m) for m in mats], dim=0))
             elif kind == "mlp_up":
-                self.padded[j].copy_(_grad(mats[0]))
+                self.padded[j].copy_(slot_grad(mats[0]))
             else:
-                self.padded[j].copy_(_grad(mats[0]).T)
+                self.padded[j].copy_(slot_grad(mats[0]).T)
 
     def orthogonalize(self, u: Tensor, ortho: Callable[[Tensor], Tensor]) -> Tensor:
         if self.my_kind == "attn":
@@ -209,11 +198,11 @@ class PackedGroup(_Group):
             upd = self.full[j]
             if kind == "attn":
                 for m, part in zip(mats, upd.split(self.attn_split, dim=0)):
-                    apply_update_(_data(m), part, lr, wd, update_scale(part.shape))
+                    apply_update_(slot_data(m), part, lr, wd, update_scale(part.shape))
             elif kind == "mlp_up":
-                apply_update_(_data(mats[0]), upd, lr, wd, update_scale(upd.shape))
+                apply_update_(slot_data(mats[0]), upd, lr, wd, update_scale(upd.shape))
             else:
-                apply_update_(_data(mats[0]), upd.T, lr, wd, update_scale(upd.T.shape))
+                apply_update_(slot_data(mats[0]), upd.T, lr, wd, update_scale(upd.T.shape))
 
 
 class ShardedSchedule(_Base):
