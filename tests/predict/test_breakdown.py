@@ -65,16 +65,7 @@ def test_a_ddp_bucket_waited_at_the_end_of_backward_is_its_exposed_line(tmp_path
 def test_a_simulated_ddp_world_of_two_on_the_cpu_has_its_hook_and_replicated_optimizer_lines(tmp_path: Path):
     """The recorded sequence of a real DDP trainer (tiny, fake backend for world 2): every bucket is a DDP
     all-reduce, the hooks' CPU time and the replicated Muon half are lines, and the lines sum to the step."""
-    from golfprof.ablations.simulate import simulate
-    from golfprof.ablations.spec import RunSpec
-    from golfprof.ablations.variants import resolve
-    from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, replace
-
-    run = RunConfig("tiny", TINY_MODEL, replace(TINY_TRAIN, steps=3), resolve("ddp_banks"), "ddp_banks")
-    spec = RunSpec(config=run.to_dict(), runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"),
-                   device="cpu", quiet=True, evaluate=False, profile="off", warmup_steps=1)
-    out = simulate(spec, 2, "all")
-    p = predict(Path(out["run_dir"]), "h200")["prediction"]
+    p = _tiny_world_of_two(tmp_path, "ddp_banks", "all")
     assert {c["source"] for c in p["collectives_per_step"]} >= {"ddp"}
     lines = {r["line"]: r["ms"] for r in p["breakdown"]}
     assert sum(lines.values()) == pytest.approx(p["ms_per_step"])
@@ -87,16 +78,10 @@ def test_round_robin_muon_under_ddp_has_no_replicated_line_and_its_update_all_re
     """#315's DDP (--ddp-muon round_robin, a fake world of 2): each rank orthogonalizes half the matrices, so no
     Muon work is replicated; the updates travel in one flat bf16 all-reduce of every matrix, a `dist` collective
     waited at once, beside DDP's buckets."""
-    from golfprof.ablations.simulate import simulate
-    from golfprof.ablations.spec import RunSpec
-    from golfprof.ablations.variants import resolve
-    from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, replace
+    from golfprof.model.config import TINY_MODEL
 
-    run = RunConfig("tiny", TINY_MODEL, replace(TINY_TRAIN, steps=3), resolve("ddp_round_robin"), "ddp_round_robin")
-    spec = RunSpec(config=run.to_dict(), runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"),
-                   device="cpu", quiet=True, evaluate=False, profile="off", warmup_steps=1)
-    p = predict(Path(simulate(spec, 2, 1)["run_dir"]), "h200")["prediction"]
-    matrices = sum(math.prod(s[1:]) * s[0] for s in TINY_MODEL.bank_shapes().values())
+    p = _tiny_world_of_two(tmp_path, "ddp_round_robin", 1)
+    matrices = sum(math.prod(s) for s in TINY_MODEL.bank_shapes().values())
     flat = [c for c in p["collectives_per_step"] if c["source"] == "dist" and c["op"] == "all_reduce"
             and c["bytes"] == 2 * matrices]
     assert len(flat) == 1 and flat[0]["phase"] == "golfprof/step/optimizer/muon/all_reduce"
@@ -104,3 +89,16 @@ def test_round_robin_muon_under_ddp_has_no_replicated_line_and_its_update_all_re
     lines = {r["line"]: r["ms"] for r in p["breakdown"]}
     assert lines["replicated optimizer"] == 0 and lines["ddp hooks"] > 0
     assert sum(lines.values()) == pytest.approx(p["ms_per_step"])
+
+
+def _tiny_world_of_two(tmp_path: Path, variant: str, rank: int | str) -> dict:
+    """The prediction of a tiny CPU run of ``variant`` playing ``rank`` of a fake world of 2 (3 steps)."""
+    from golfprof.ablations.simulate import simulate
+    from golfprof.ablations.spec import RunSpec
+    from golfprof.ablations.variants import resolve
+    from golfprof.model.config import TINY_MODEL, TINY_TRAIN, RunConfig, replace
+
+    run = RunConfig("tiny", TINY_MODEL, replace(TINY_TRAIN, steps=3), resolve(variant), variant)
+    spec = RunSpec(config=run.to_dict(), runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"),
+                   device="cpu", quiet=True, evaluate=False, profile="off", warmup_steps=1)
+    return predict(Path(simulate(spec, 2, rank)["run_dir"]), "h200")["prediction"]
