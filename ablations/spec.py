@@ -41,7 +41,7 @@ class RunSpec:
     record_faithful: bool = option(
         False, "The banking record's own choices where golfprof's defaults differ: attention FA3 (without its "
         "package SDPA's cuDNN kernel, the nearest on Hopper), the record's synchronous loader, torch's "
-        "orthogonalizer; refused with a variant or option that sets one of them.")
+        "orthogonalizer, the every-step EMA as a Python loop; refused with a variant or option that sets one of them.")
     simulate_world: int | None = option(
         None, "Play a world of N ranks in this process over the fake backend and predict its step (collectives "
         "modelled, compute measured); see docs/simulated-worlds.md.", min=1)

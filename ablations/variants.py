@@ -74,14 +74,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 RECORD_FAITHFUL_FIELDS = ("attention", "loader", "ortho_kernel", "ema")
 
 
+def record_faithful_choices() -> dict[str, str]:
+    """The record's value of each RECORD_FAITHFUL_FIELDS toggle on this machine (its attention: FA3 if installed)."""
+    from golfprof.model.attention import fa3_installed
+
+    return {"attention": "fa3" if fa3_installed() else "cudnn", "loader": "record", "ortho_kernel": "torch",
+            "ema": "loop"}
+
+
 def record_faithful(variant: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The toggle overrides with the record's choices added; refused where the variant or an explicit option
     sets one of them (the flag would silently undo what was asked for)."""
-    from golfprof.model.attention import fa3_installed
-
     check_variant(name=variant)
-    fixed = {"attention": "fa3" if fa3_installed() else "cudnn", "loader": "record", "ortho_kernel": "torch",
-             "ema": "loop"}
+    fixed = record_faithful_choices()
     clash = [f for f in RECORD_FAITHFUL_FIELDS if f in VARIANTS[variant][1] or overrides.get(f) is not None]
     if clash:
         who = f"variant {variant}" if any(f in VARIANTS[variant][1] for f in clash) else "the command line"

@@ -19,8 +19,9 @@
 #                    toggle's loss curve -> $OUT/curves.json
 #   predict          world 8, rank 7 played, --record-faithful --record-shapes --target-gpu h100: explicit_banks,
 #                    ddp_banks, explicit_unbanked, the record's script, explicit_banks again (A/A); in PREDICT_RUNS,
-#                    NAME@noshapes runs NAME without --record-shapes and NAME@rK plays rank K instead
-#                    (ddp_round_robin@r0: rank 0 orthogonalizes 9 of the 66 matrices, the most)
+#                    NAME@noshapes runs NAME without --record-shapes, NAME@rK plays rank K instead
+#                    (ddp_round_robin@r0: rank 0 orthogonalizes 9 of the 66 matrices, the most) and
+#                    NAME@emaforeach keeps the record's choices but golfprof's fused EMA (the loop's share)
 #                    -> $OUT/predict.json (each run's source and target predictions, both rescale rules)
 # $OUT also gets runs.tar.gz (every run directory of $CAMP, traces left out), traces.tar.gz (the world-8 runs'
 # played-rank traces) and summary.txt.
@@ -45,6 +46,11 @@ cd /tmp  # not the repo root: its golfprof/ folder would shadow /tmp/gp
 GP="python3 -m golfprof.cli"
 left() { echo $(( BUDGET - (SECONDS - START) )); }
 log() { echo "[$(( SECONDS - START ))s] $*" | tee -a "$CAMP/logs/campaign.log"; }
+# --record-faithful's choices as explicit options, golfprof's fused EMA in place of the record's loop
+faithful_but_fused_ema() {
+  python3 -c 'from golfprof.ablations.variants import record_faithful_choices as c
+print(" ".join("--" + k.replace("_", "-") + " " + v for k, v in {**c(), "ema": "foreach"}.items()))'
+}
 want() { case " $STAGES " in *" $1 "*) [ ! -f "$CAMP/$1.done" ];; *) false;; esac; }
 # the record's environment variables, the script's own (record_scripts.md); the synthetic shards made once
 ENVS=(ITERATIONS=$STEPS WARMUP_STEPS=2 VAL_LOSS_EVERY=0 TRAIN_LOG_EVERY=1 MAX_WALLCLOCK_SECONDS=0 TTT_ENABLED=0
@@ -183,13 +189,15 @@ if want predict; then
     shapes=(--record-shapes); rank=7; tag=${name#*@}; [ "$tag" = "$name" ] && tag=""; name=${name%@*}
     [ "$tag" = noshapes ] && shapes=()  # NAME@noshapes: without --record-shapes
     case "$tag" in r[0-9]) rank=${tag#r};; esac  # NAME@rK: rank K played
+    faithful=(--record-faithful)  # NAME@emaforeach: the record's choices but golfprof's fused EMA, as options
+    [ "$tag" = emaforeach ] && read -ra faithful < <(faithful_but_fused_ema)
     common=(--simulate-world 8 --simulate-rank $rank --steps 12 "${shapes[@]}" "${TG[@]}" --runs-dir "$dir")
     if [ "$name" = script ]; then
       TORCHINDUCTOR_CACHE_DIR=$CAMP/ic_script timeout 240 $GP profile "${common[@]}" --name script "${SHIM[@]}" \
         "${GPENV[@]}" "$SCRIPT" > "$CAMP/logs/w8-$i-$name.log" 2>&1
     else
       TORCHINDUCTOR_CACHE_DIR=$CAMP/ic_replica timeout 240 $GP ablate --preset "$PRESET" --variant "$name" \
-        --record-faithful "${common[@]}" --data-dir "$CAMP/gdata" --quiet "${DEV[@]}" > "$CAMP/logs/w8-$i-$name.log" 2>&1
+        "${faithful[@]}" "${common[@]}" --data-dir "$CAMP/gdata" --quiet "${DEV[@]}" > "$CAMP/logs/w8-$i-$name.log" 2>&1
     fi
     log "world 8 $i $name rc=$?"; tail -4 "$CAMP/logs/w8-$i-$name.log"
   done
