@@ -3,18 +3,19 @@
 
 from __future__ import annotations
 
+import os  # both loaded by the interpreter's own start: importing them opens no window for a Ctrl-C
 import sys
-
-from golfprof import interrupts
 
 
 def main() -> None:
-    interrupts.install()  # before the CLI's imports: a Ctrl-C in them is recorded too
-    try:
+    try:  # the handler's own import is inside: a Ctrl-C before it is installed is Python's KeyboardInterrupt
+        from golfprof import interrupts
+
+        interrupts.install()  # before the CLI's imports: a Ctrl-C in them is recorded too
         from golfprof.cli import main as cli
     except KeyboardInterrupt:
-        print("interrupted: golfprof stopped by Ctrl-C while starting", file=sys.stderr)
-        interrupts.leave(interrupts.EXIT)
+        print("interrupted: golfprof stopped by Ctrl-C while starting", file=sys.stderr, flush=True)
+        os._exit(130)  # interrupts.EXIT, past the interpreter's exit (interrupts.leave; it may not be loaded yet)
     cli()
 
 

@@ -80,3 +80,19 @@ def test_a_mishandled_ctrl_c_still_exits_130_with_one_line(ctrl_c_runs, how):
         assert "RuntimeError" not in err and "Traceback" not in err and not finished
     else:  # the Ctrl-C was lost inside library code: the run went on to its end and says so
         assert "the command ran to its end" in lines[0] and len(finished) == 1
+
+
+def test_a_ctrl_c_before_the_handler_is_installed_is_one_line_too(tmp_path):
+    """The handler's own import is the first thing `golfprof`'s entry does; a Ctrl-C there (seen once under load:
+    a traceback and exit -2) is Python's KeyboardInterrupt, planted here by an import hook."""
+    plant = ("import runpy, sys\n"
+             "class Stop:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name == 'golfprof.interrupts':\n"
+             "            raise KeyboardInterrupt\n"
+             "sys.meta_path.insert(0, Stop())\n"
+             "sys.argv = ['golfprof', *sys.argv[1:]]\n"
+             "runpy.run_module('golfprof', run_name='__main__', alter_sys=True)\n")
+    r = subprocess.run([sys.executable, "-c", plant, *TINY], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert (r.returncode, r.stderr) == (130, "interrupted: golfprof stopped by Ctrl-C while starting\n"), r.stderr
