@@ -1,6 +1,7 @@
 """A real simulated run: one H200 playing rank 7 of 8 under ddp_banks, record-faithful, --record-shapes, 12 steps
 (tests/data/gpu_traces/h200_w8_ddp_banks: its config.json holds the command, env.json the device and torch;
-simulated/predicted.json is what the device computed, a row of benchmarks/results/prediction_vs_records.json).
+simulated/predicted.json is what the device computed, a row of benchmarks/results/prediction_vs_records.json's
+earlier_calls).
 
 Replayed here on the CPU, it must predict what the device predicted, and taking the profiler's CPU time out
 (predict/deflate.py) must leave the H100's longer kernels less idle time to hide in.
@@ -19,7 +20,7 @@ from golfprof.predict.predict import predict
 
 RUN = Path(__file__).resolve().parents[1] / "data" / "gpu_traces" / "h200_w8_ddp_banks"
 # #315's DDP (--ddp-muon round_robin), rank 0 of 8 played (it orthogonalizes 9 of the 66 matrices, the most): a row of
-# prediction_vs_records.json, from the call that made golfprof wait for blocking collectives
+# prediction_vs_records.json (earlier_calls[0]), from the call that made golfprof wait for blocking collectives
 ROUND_ROBIN = RUN.with_name("h200_w8_ddp_round_robin")
 
 
