@@ -83,7 +83,7 @@ def test_phase_table_agrees_with_trace_durations(explicit_run: Path):
     window = json.loads((explicit_run / "config.json").read_text())["profile_window"]
     first = window["wait"] + window["warmup"]
     table = pd.read_parquet(explicit_run / "phases" / "rank0.parquet")
-    checked = 0
+    pairs: dict[str, list[tuple[float, float]]] = {}
     for k, (t0, t1) in enumerate(steps):
         step = first + k
         in_step = [e for e in events if t0 <= e["ts"] < t1 and e["name"].startswith(phases.PREFIX)]
@@ -91,9 +91,14 @@ def test_phase_table_agrees_with_trace_durations(explicit_run: Path):
             trace_ms = sum(e["dur"] for e in in_step if e["name"] == name) / 1e3
             table_ms = table[(table.step == step) & (table.phase == name)].ms.sum()
             assert trace_ms > 0
-            assert abs(trace_ms - table_ms) <= max(0.5, 0.1 * trace_ms), (step, name, trace_ms, table_ms)
-            checked += 1
-    assert checked >= 5
+            # each step within 30%: the process can be descheduled between a timer read and the range's edge
+            # (seen on two busy cores: 74.8 against 66.5 ms); a phase timed wrongly is off in every step
+            assert abs(trace_ms - table_ms) <= max(0.5, 0.3 * trace_ms), (step, name, trace_ms, table_ms)
+            pairs.setdefault(name, []).append((trace_ms, table_ms))
+    for name, got in pairs.items():
+        off = sorted(abs(a - b) for a, b in got)[len(got) // 2]
+        assert off <= max(0.5, 0.1 * sorted(a for a, _ in got)[len(got) // 2]), (name, got)
+    assert sum(map(len, pairs.values())) >= 5
 
 
 def test_ddp_ablate_command_from_the_issue(tmp_path: Path):
