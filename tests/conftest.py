@@ -8,8 +8,10 @@ import os
 # the tiny models gain nothing from a second thread, and on a 2-core machine two threads per process spin against
 # the suite's other processes (a 3.7 s in-process run took 8.8 s beside one busy process; 5.3 s with one thread).
 # This process keeps its cores (test_fp8's emulated FP8 matmuls take twice as long on one thread) except while
-# background subprocesses run (_BACKGROUND below). Set before torch is first imported.
-_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+# background subprocesses run (_BACKGROUND below), or its cores' share under pytest-xdist (.ci/run runs two
+# workers on two cores: with two threads each, a 7 s test took 39). Set before torch is first imported.
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_THREADS = max(1, _CORES // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
