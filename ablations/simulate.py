@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from golfprof.errors import ConfigError
 from golfprof.model.config import RunConfig
+from golfprof.model.gpt import LAYER_MATRIX_BANKS
 from golfprof.model.train import DistInfo, Trainer
 from golfprof.profiler.collectives import Recorder, register_ddp_hook
 from golfprof.profiler.record import RunRecord, Simulated
@@ -48,7 +49,8 @@ def role_signature(run: RunConfig, world: int, rank: int) -> tuple:
     if world == 1 or (comm == "ddp" and run.toggles.ddp_muon == "replicated"):
         return ()
     if comm == "ddp":  # round robin: the kinds (q, k, v, o, up, down) of the matrices this rank orthogonalizes
-        return tuple(i % 6 for i in range(rank, 6 * run.model.num_layers, world))
+        kinds = len(LAYER_MATRIX_BANKS)
+        return tuple(i % kinds for i in range(rank, kinds * run.model.num_layers, world))
     if comm == "packed":
         from types import SimpleNamespace
 

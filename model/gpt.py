@@ -20,6 +20,8 @@ from .attention import causal_attention
 from .config import ModelConfig
 
 BANK_NAMES = ("qo_bank", "kv_bank", "mlp_up_bank", "mlp_down_bank")
+# the bank of each of a layer's Muon matrices, in the order of its own parameters: q, k, v, o, up, down
+LAYER_MATRIX_BANKS = ("qo_bank", "kv_bank", "kv_bank", "qo_bank", "mlp_up_bank", "mlp_down_bank")
 
 # (bank, unbanked sub-module path, slot offset in units of num_layers)
 BANK_SLOTS: dict[str, tuple[tuple[str, int], ...]] = {
@@ -236,8 +238,8 @@ class GPT(nn.Module):
     def matrices_in_layer_order(self) -> list[tuple[tuple[nn.Parameter, int | None], str]]:
         """Every Muon matrix as (slot, its bank's name), layer by layer (q, k, v, o, up, down): the order of a
         block's own parameters, in which #315 dealt matrices out to ranks."""
-        banks = ("qo_bank", "kv_bank", "kv_bank", "qo_bank", "mlp_up_bank", "mlp_down_bank")
-        return [(slot, bank) for i in range(self.cfg.num_layers) for slot, bank in zip(self.layer_slots(i), banks)]
+        return [(slot, bank) for i in range(self.cfg.num_layers)
+                for slot, bank in zip(self.layer_slots(i), LAYER_MATRIX_BANKS)]
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """matrix (Muon), tok (Adam, embedding lr) and scalar (Adam) groups."""

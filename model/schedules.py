@@ -187,13 +187,10 @@ class RoundRobinDDPSchedule(DDPSchedule):
         self.slots = slots  # (matrix, its bank's name) in layer order
         shapes = [tuple(slot_data(slot).shape) for slot, _ in slots]
         sizes = [math.prod(s) for s in shapes]
-        self.views = []  # per matrix: its (rows, cols) view of the flat buffer
         # bf16 as #315's (and as the explicit schedule's buffers: with the momentum part of --bf16)
         self.flat = torch.zeros(sum(sizes), dtype=self.mom_dtype, device=slots[0][0][0].device)
-        off = 0
-        for shape, n in zip(shapes, sizes):
-            self.views.append(self.flat[off:off + n].view(shape))
-            off += n
+        # per matrix: its (rows, cols) view of the flat buffer
+        self.views = [part.view(shape) for part, shape in zip(self.flat.split(sizes), shapes)]
 
     def _muon(self, h: StepHyper) -> None:
         self.flat.zero_()  # the matrices other ranks own add nothing here
