@@ -84,7 +84,7 @@ def summary(rows: list[dict]) -> dict:
     for n in by:
         if n == base or base not in by:
             continue
-        lo, hi = sorted((by[n], by[base]), key=lambda rs: statistics.fmean(r["predicted_ms"] for r in rs))
+        lo, hi = (by[n], by[base]) if means[n] <= means[base] else (by[base], by[n])
         apart = max(r["interval_ms"][1] for r in lo) < min(r["interval_ms"][0] for r in hi)
         pub = round(_published_mean(n) - _published_mean(base), 2)
         d = round(means[n] - means[base], 2)
